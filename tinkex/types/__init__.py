@@ -77,8 +77,8 @@ from .training import (
 )
 
 __all__ = [
-    "AdamParams",
     "CHECKPOINT_KINDS",
+    "AdamParams",
     "Checkpoint",
     "CheckpointTtlRequest",
     "CheckpointType",
