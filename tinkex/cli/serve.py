@@ -1,0 +1,74 @@
+"""``tinkex serve``: run the local Tinker-compatible server in the foreground."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: str(Path.home() / ".tinkex" / "local"),
+    show_default="~/.tinkex/local",
+    help="Where checkpoints and the metadata database live.",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="Accept only this key (repeatable). Without any, every non-empty key is accepted.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME_OR_DIR",
+    help="Serve this base model (repeatable): a built-in name, a Hugging Face-layout "
+    "directory, or NAME=DIR. Default: the built-in tinkex/tiny-llama.",
+)
+@click.option("--faults", metavar="PROFILE", help="Fault profile: a JSON file or k=v,k=v.")
+@click.option("--log-level", default="info", show_default=True, help="Python log level.")
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    api_keys: tuple[str, ...],
+    models: tuple[str, ...],
+    faults: str | None,
+    log_level: str,
+) -> None:
+    """Serve the Tinker HTTP API on this machine, with a small real model."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from tinkex.local import LocalServer, ModelSource, ServerConfig
+    from tinkex.local.faults import FaultProfile
+
+    try:
+        config = ServerConfig(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            api_keys=frozenset(api_keys),
+            models=tuple(ModelSource.parse(spec) for spec in models),
+            faults=FaultProfile.load(faults) if faults else FaultProfile(),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = LocalServer(config, access_log=log_level.lower() == "debug")
+    names = ", ".join(m.name for m in config.models) or "tinkex/tiny-llama"
+    auth = f"{len(api_keys)} configured key(s)" if api_keys else "any key (open mode)"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}, not loopback", err=True)
+    click.echo(f"tinkex serve: http://{host}:{port} models: {names}; accepting {auth}", err=True)
+    try:
+        server.serve_forever()
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,241 @@
+"""The request engine: per-model ordering by ``seq_id``, deduplication, one compute thread.
+
+Every piece of model work (create, forward/backward, optimizer step, save, load, sample)
+runs on one compute thread, never on the HTTP event loop; torch uses the cores inside it.
+Requests for one training model run strictly in ``seq_id`` order: an early arrival is held
+until the requests before it have run, and a retried submission (same model and
+``seq_id``) gets the promise of the first one instead of running twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import BadRequest, RequestFailed, ServerError
+from .promises import Promise, PromiseStore, QueueState, ResultPayload
+
+log = logging.getLogger("tinkex.local.engine")
+
+Work = Callable[[], ResultPayload]
+
+
+@dataclass
+class _Job:
+    promise: Promise
+    work: Work
+    seq_id: int | None
+    on_crash: Callable[[BaseException], None] | None = None
+
+
+@dataclass
+class ModelLane:
+    """The ordering state of one training model, plus whatever the service keeps on it."""
+
+    model_id: str
+    owner: str
+    next_seq: int = 0
+    admitted: bool = True
+    running: bool = False
+    held: dict[int, _Job] = field(default_factory=dict)
+    unordered: deque[_Job] = field(default_factory=deque)
+    seen: dict[int, Promise] = field(default_factory=dict)
+    last_progress: float = field(default_factory=time.monotonic)
+    state: Any = None
+    """The service's per-model object (the trainable model), set by the create job."""
+
+
+class Engine:
+    """Queues work, keeps per-model order, and reports queue states for try-again answers."""
+
+    def __init__(
+        self,
+        promises: PromiseStore,
+        *,
+        capacity_limit: int,
+        max_models_per_owner: int,
+        seq_gap_timeout: float,
+    ) -> None:
+        self._promises = promises
+        self._capacity_limit = capacity_limit
+        self._max_models_per_owner = max_models_per_owner
+        self._seq_gap_timeout = seq_gap_timeout
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinkex-compute")
+        self._lock = threading.RLock()
+        self._lanes: dict[str, ModelLane] = {}
+        self._waiting_admission: deque[ModelLane] = deque()
+        self._queued = 0
+
+    # lanes ------------------------------------------------------------------------------
+
+    def lane(self, model_id: str) -> ModelLane | None:
+        with self._lock:
+            return self._lanes.get(model_id)
+
+    def open_lane(self, model_id: str, owner: str) -> tuple[ModelLane, bool]:
+        """The lane of ``model_id``, created if new; the flag says whether it was created.
+
+        A new lane beyond the owner's limit of concurrent models waits for admission: its
+        promises answer ``paused_rate_limit`` until another model of that owner goes away.
+        """
+        with self._lock:
+            existing = self._lanes.get(model_id)
+            if existing is not None:
+                return existing, False
+            lane = ModelLane(model_id=model_id, owner=owner)
+            active = sum(1 for other in self._lanes.values() if other.owner == owner)
+            if active >= self._max_models_per_owner:
+                lane.admitted = False
+                self._waiting_admission.append(lane)
+            self._lanes[model_id] = lane
+            return lane, True
+
+    def close_lane(self, model_id: str) -> ModelLane | None:
+        with self._lock:
+            lane = self._lanes.pop(model_id, None)
+            if lane is None:
+                return None
+            if lane in self._waiting_admission:
+                self._waiting_admission.remove(lane)
+            for job in [*lane.held.values(), *lane.unordered]:
+                self._queued -= 1
+                self._promises.fail(
+                    job.promise, RequestFailed(f"model {model_id} was unloaded", "user")
+                )
+            lane.held.clear()
+            lane.unordered.clear()
+            self._admit_waiting()
+            return lane
+
+    def lanes(self) -> list[ModelLane]:
+        with self._lock:
+            return list(self._lanes.values())
+
+    def _admit_waiting(self) -> None:
+        for lane in list(self._waiting_admission):
+            active = sum(
+                1 for other in self._lanes.values() if other.owner == lane.owner and other.admitted
+            )
+            if active < self._max_models_per_owner:
+                lane.admitted = True
+                self._waiting_admission.remove(lane)
+                self._pump(lane)
+
+    # submission -------------------------------------------------------------------------
+
+    def submit_ordered(
+        self,
+        lane: ModelLane,
+        seq_id: int | None,
+        request_type: str,
+        work: Work,
+        *,
+        on_crash: Callable[[BaseException], None] | None = None,
+    ) -> Promise:
+        """Queue ``work`` on ``lane`` at ``seq_id`` (None: after what is ready now)."""
+        with self._lock:
+            if seq_id is not None:
+                if seq_id in lane.seen:
+                    return lane.seen[seq_id]
+                if seq_id < lane.next_seq:
+                    raise BadRequest(
+                        f"seq_id {seq_id} on model {lane.model_id} is in the past: the model "
+                        f"has run every request before seq_id {lane.next_seq}"
+                    )
+            promise = self._new_promise(request_type, lane.owner, lane)
+            job = _Job(promise=promise, work=work, seq_id=seq_id, on_crash=on_crash)
+            if seq_id is None:
+                lane.unordered.append(job)
+            else:
+                lane.seen[seq_id] = promise
+                lane.held[seq_id] = job
+            self._queued += 1
+            self._pump(lane)
+            return promise
+
+    def submit(self, request_type: str, owner: str, work: Work) -> Promise:
+        """Queue unordered work (sampling) on the compute thread."""
+        with self._lock:
+            promise = self._new_promise(request_type, owner, None)
+            self._queued += 1
+            self._executor.submit(self._run, None, _Job(promise=promise, work=work, seq_id=None))
+            return promise
+
+    def _new_promise(self, request_type: str, owner: str, lane: ModelLane | None) -> Promise:
+        promise = self._promises.create(request_type, owner)
+        promise.queue_state = lambda: self._queue_state(lane)
+        return promise
+
+    def _queue_state(self, lane: ModelLane | None) -> QueueState:
+        with self._lock:
+            if lane is not None and not lane.admitted:
+                return "paused_rate_limit"
+            return "paused_capacity" if self._queued > self._capacity_limit else "active"
+
+    # running ----------------------------------------------------------------------------
+
+    def _pump(self, lane: ModelLane) -> None:
+        if lane.running or not lane.admitted:
+            return
+        job = lane.held.pop(lane.next_seq, None)
+        if job is None and lane.unordered:
+            job = lane.unordered.popleft()
+        if job is None:
+            return
+        lane.running = True
+        self._executor.submit(self._run, lane, job)
+
+    def _run(self, lane: ModelLane | None, job: _Job) -> None:
+        try:
+            result = job.work()
+        except RequestFailed as exc:
+            self._promises.fail(job.promise, exc)
+        except ServerError as exc:
+            self._promises.fail(job.promise, RequestFailed(exc.message, "user"))
+        except ValueError as exc:
+            self._promises.fail(job.promise, RequestFailed(str(exc), "user"))
+        except Exception as exc:
+            log.exception("%s request %s crashed", job.promise.request_type, job.promise.request_id)
+            if job.on_crash is not None:
+                job.on_crash(exc)
+            message = f"internal error in {job.promise.request_type}: {type(exc).__name__}: {exc}"
+            self._promises.fail(job.promise, RequestFailed(message, "server"))
+        else:
+            self._promises.resolve(job.promise, result)
+        finally:
+            with self._lock:
+                self._queued -= 1
+                if lane is not None:
+                    lane.running = False
+                    if job.seq_id is not None and job.seq_id == lane.next_seq:
+                        lane.next_seq += 1
+                    lane.last_progress = time.monotonic()
+                    self._pump(lane)
+
+    def skip_gaps(self) -> None:
+        """Run past a missing ``seq_id`` that has not arrived within the gap timeout."""
+        deadline = time.monotonic() - self._seq_gap_timeout
+        with self._lock:
+            for lane in self._lanes.values():
+                if lane.running or not lane.held or lane.next_seq in lane.held:
+                    continue
+                if lane.last_progress < deadline:
+                    missing = lane.next_seq
+                    lane.next_seq = min(lane.held)
+                    log.warning(
+                        "model %s: seq_id %d..%d never arrived; running seq_id %d",
+                        lane.model_id,
+                        missing,
+                        lane.next_seq - 1,
+                        lane.next_seq,
+                    )
+                    self._pump(lane)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
