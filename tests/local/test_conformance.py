@@ -181,7 +181,9 @@ def test_rest_client_lists_runs_and_manages_checkpoints(
 
 def test_service_client_close_finishes_the_session(base_url: str, local_server: Any) -> None:
     with tinker.ServiceClient(base_url=base_url, api_key=API_KEY) as client:
-        model_id = client.create_lora_training_client(base_model=BASE_MODEL, rank=4).result().model_id
+        model_id = (
+            client.create_lora_training_client(base_model=BASE_MODEL, rank=4).result().model_id
+        )
     session_id = model_id.split(":train:")[0]
     session = local_server.service.store.get_session(session_id)
     assert session is not None and session.finish_reason == "success"

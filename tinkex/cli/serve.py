@@ -67,8 +67,11 @@ def serve(
     auth = f"{len(api_keys)} configured key(s)" if api_keys else "any key (open mode)"
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: listening on {host}, not loopback", err=True)
-    click.echo(f"tinkex serve: http://{host}:{port} models: {names}; accepting {auth}", err=True)
+
+    def announce(running: LocalServer) -> None:
+        click.echo(f"tinkex serve: {running.url} models: {names}; accepting {auth}", err=True)
+
     try:
-        server.serve_forever()
+        server.serve_forever(on_ready=announce)
     except OSError as exc:
         raise click.ClickException(str(exc)) from None

@@ -39,7 +39,6 @@ from tinkex.types import (
 )
 
 from .errors import BadRequest, Gone, ServerError
-from .faults import FaultInjector
 from .http import (
     DroppedResponse,
     error_response,
@@ -62,7 +61,7 @@ class Routes:
 
     def __init__(self, service: LocalService) -> None:
         self.service = service
-        self.faults = FaultInjector(service.config.faults)
+        self.faults = service.faults
 
     # config, health, sessions -----------------------------------------------------------
 
@@ -81,7 +80,7 @@ class Routes:
 
     async def heartbeat(self, request: Request, owner: str) -> Response:
         req = await parse(request, SessionHeartbeatRequest)
-        if self.faults.roll(self.faults.profile.heartbeat_fail_rate):
+        if self.faults.roll("heartbeat_fail_rate"):
             return error_response(503, "fault injection: heartbeat failed")
         self.service.heartbeat(owner, req.session_id)
         return json_response(SessionHeartbeatResponse())
@@ -173,7 +172,7 @@ class Routes:
 
     async def asample(self, request: Request, owner: str) -> Response:
         req = await parse(request, SampleRequest)
-        if self.faults.roll(self.faults.profile.sample_429_rate):
+        if self.faults.roll("sample_429_rate"):
             return error_response(
                 429, "fault injection: sampling backpressure", headers={"Retry-After": "1"}
             )
@@ -181,11 +180,10 @@ class Routes:
 
     async def _submitted(self, submit: Any) -> Response:
         """Answer a submission with its promise, honouring the submit fault knobs."""
-        profile = self.faults.profile
-        if self.faults.roll(profile.submit_5xx_rate):
+        if self.faults.roll("submit_5xx_rate"):
             return error_response(503, "fault injection: service unavailable")
         future: UntypedAPIFuture = submit()
-        if self.faults.roll(profile.submit_drop_rate):
+        if self.faults.roll("submit_drop_rate"):
             return DroppedResponse()
         return json_response(future)
 
@@ -199,7 +197,7 @@ class Routes:
             raise Gone(f"request {req.request_id!r} is unknown or its result has expired")
         if profile.slow_poll_seconds:
             await asyncio.sleep(profile.slow_poll_seconds)
-        if self.faults.roll(profile.expire_rate):
+        if self.faults.roll("expire_rate"):
             self.service.promises.forget(promise.request_id)
             raise Gone(f"fault injection: request {req.request_id!r} expired")
         promise.polls += 1

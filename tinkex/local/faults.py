@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -100,11 +101,18 @@ class FaultInjector:
 
     def __init__(self, profile: FaultProfile) -> None:
         self.profile = profile
+        self.injected: Counter[str] = Counter()
+        """How many times each fault fired, by profile field name."""
         self._random = random.Random(profile.seed)
         self._lock = threading.Lock()
 
-    def roll(self, rate: float) -> bool:
+    def roll(self, name: str) -> bool:
+        """Draw whether the fault ``name`` (a ``*_rate`` field) fires now, and count it."""
+        rate: float = getattr(self.profile, name)
         if rate <= 0.0:
             return False
         with self._lock:
-            return self._random.random() < rate
+            fired = self._random.random() < rate
+            if fired:
+                self.injected[name] += 1
+            return fired

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 import uvicorn
@@ -56,6 +57,9 @@ class LocalServer:
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this; without it, responses written in two parts
+        # (headers, body) wait ~40 ms for the client's delayed ACK on every request.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((self.config.host, self.config.port))
         except OSError as exc:
@@ -104,10 +108,15 @@ class LocalServer:
             raise RuntimeError(f"the local server did not start within {STARTUP_TIMEOUT_SECONDS} s")
         return self
 
-    def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (``tinkex serve``)."""
+    def serve_forever(self, on_ready: Callable[[LocalServer], None] | None = None) -> None:
+        """Serve in this thread until interrupted (``tinkex serve``).
+
+        ``on_ready`` runs once the port is bound, e.g. to print the URL of ``port=0``.
+        """
         server = self._prepare()
         assert self._socket is not None
+        if on_ready is not None:
+            on_ready(self)
         try:
             server.run(sockets=[self._socket])
         finally:

@@ -56,6 +56,7 @@ from .catalog import ModelCatalog
 from .config import ServerConfig
 from .engine import Engine, ModelLane
 from .errors import BadRequest, Gone, NotFound, RequestFailed
+from .faults import FaultInjector
 from .model import (
     AdamConfig,
     BaseModel,
@@ -114,6 +115,7 @@ class LocalService:
             max_models_per_owner=config.max_training_clients_per_key,
             seq_gap_timeout=config.seq_gap_timeout_seconds,
         )
+        self.faults = FaultInjector(config.faults)
         self._samplers: dict[str, SamplerState] = {}
         self._lock = threading.Lock()
 
