@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tinker
+from tinker import types as ttypes
 
-tinker = pytest.importorskip("tinker")
-from tinker import types as ttypes  # noqa: E402
-
-from tests.conftest import API_KEY  # noqa: E402
+from tests.conftest import API_KEY
 
 BASE_MODEL = "tinkex/tiny-llama"
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import tinker
+from tinker import types as ttypes
 
-tinker = pytest.importorskip("tinker")
-import itertools
-
-from tinker import types as ttypes  # noqa: E402
-
-from tests.conftest import API_KEY  # noqa: E402
-from tests.local.raw import RawTinker  # noqa: E402
-from tinkex import types  # noqa: E402
+from tests.conftest import API_KEY
+from tests.local.raw import RawTinker
+from tinkex import types
 
 BASE_MODEL = "tinkex/tiny-llama"
 LINES = ["alpha beta gamma delta", "one two three four five", "red green blue"]
