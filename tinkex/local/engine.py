@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadRequest, RequestFailed, ServerError
+from .model import ModelInputError
 from .promises import Promise, PromiseStore, QueueState, ResultPayload
 
 log = logging.getLogger("tinkex.local.engine")
@@ -192,31 +193,37 @@ class Engine:
         self._executor.submit(self._run, lane, job)
 
     def _run(self, lane: ModelLane | None, job: _Job) -> None:
+        result, error = self._execute(job)
+        # The lane moves on before the promise settles, so whoever sees the result also
+        # sees the model ready for the next seq_id.
+        with self._lock:
+            self._queued -= 1
+            if lane is not None:
+                lane.running = False
+                if job.seq_id is not None and job.seq_id == lane.next_seq:
+                    lane.next_seq += 1
+                lane.last_progress = time.monotonic()
+                self._pump(lane)
+        if error is not None:
+            self._promises.fail(job.promise, error)
+        else:
+            assert result is not None
+            self._promises.resolve(job.promise, result)
+
+    @staticmethod
+    def _execute(job: _Job) -> tuple[ResultPayload | None, RequestFailed | None]:
         try:
-            result = job.work()
+            return job.work(), None
         except RequestFailed as exc:
-            self._promises.fail(job.promise, exc)
-        except ServerError as exc:
-            self._promises.fail(job.promise, RequestFailed(exc.message, "user"))
-        except ValueError as exc:
-            self._promises.fail(job.promise, RequestFailed(str(exc), "user"))
+            return None, exc
+        except (ServerError, ModelInputError) as exc:
+            return None, RequestFailed(str(exc), "user")
         except Exception as exc:
             log.exception("%s request %s crashed", job.promise.request_type, job.promise.request_id)
             if job.on_crash is not None:
                 job.on_crash(exc)
             message = f"internal error in {job.promise.request_type}: {type(exc).__name__}: {exc}"
-            self._promises.fail(job.promise, RequestFailed(message, "server"))
-        else:
-            self._promises.resolve(job.promise, result)
-        finally:
-            with self._lock:
-                self._queued -= 1
-                if lane is not None:
-                    lane.running = False
-                    if job.seq_id is not None and job.seq_id == lane.next_seq:
-                        lane.next_seq += 1
-                    lane.last_progress = time.monotonic()
-                    self._pump(lane)
+            return None, RequestFailed(message, "server")
 
     def skip_gaps(self) -> None:
         """Run past a missing ``seq_id`` that has not arrived within the gap timeout."""

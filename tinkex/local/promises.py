@@ -55,6 +55,11 @@ class Promise:
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(
         default_factory=list, repr=False
     )
+    _settled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Block this thread until the promise is done or ``timeout`` passes."""
+        return self._settled.wait(timeout)
 
     @property
     def done(self) -> bool:
@@ -98,6 +103,7 @@ class PromiseStore:
             promise.result, promise.error = result, error
             promise.finished_at = time.monotonic()
             waiters, promise._waiters = promise._waiters, []
+            promise._settled.set()
         for loop, waiter in waiters:
             loop.call_soon_threadsafe(_wake, waiter)
 
