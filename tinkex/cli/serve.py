@@ -73,5 +73,8 @@ def serve(
 
     try:
         server.serve_forever(on_ready=announce)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it already handled by shutting down cleanly
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
+    click.echo("tinkex serve: stopped", err=True)

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from model_helpers import SENTENCES, sft_datum
 
 from tinkex.local.model import BUILTIN_MODEL, BaseModel, DatumArrays, load_base_model
+
+from .helpers import SENTENCES, sft_datum
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,8 @@ class AdamW:
         v <- beta2 * v + (1 - beta2) * g^2
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
-    A parameter without a gradient is stepped with a zero gradient.
+    A parameter without a gradient is stepped with a zero gradient. A non-finite gradient
+    raises :class:`ModelInputError` without touching the weights (and drops the gradient).
     """
 
     def __init__(self, params: Mapping[str, torch.Tensor]) -> None:
@@ -70,6 +71,14 @@ class AdamW:
         }
         squares = [g.pow(2).sum() for g in grads.values()]
         grad_norm = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+        if not math.isfinite(grad_norm):
+            for param in self.params.values():
+                param.grad = None
+            raise ModelInputError(
+                f"optim_step: the accumulated gradient is not finite (norm {grad_norm}); the "
+                "step was skipped and the gradients dropped. Look for extreme logprobs or "
+                "advantages in loss_fn_inputs"
+            )
         clip = 1.0
         if config.grad_clip_norm > 0 and grad_norm > config.grad_clip_norm:
             clip = config.grad_clip_norm / (grad_norm + 1e-6)

@@ -88,10 +88,10 @@ def _filtered_probs(
 
 
 class Sampler:
-    """Samples from ``base`` with ``lora`` applied (or the base model alone).
+    """Samples from ``base`` with ``lora`` applied (or from the base model alone).
 
-    Cheap to build: weights are shared, not copied. Not thread-safe per instance only in
-    the sense that each :meth:`sample` call is independent; concurrent calls are fine.
+    Cheap to build (weights are shared, never copied or merged) and stateless between calls,
+    so one instance may serve concurrent :meth:`sample` calls from several threads.
     """
 
     def __init__(self, base: BaseModel, lora: LoraWeights | None = None) -> None:

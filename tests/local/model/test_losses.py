@@ -24,7 +24,7 @@ def _loss_and_grad(
     lp = torch.tensor(logp, dtype=torch.float64, requires_grad=True)
     tensors = {k: torch.tensor(v, dtype=torch.float64) for k, v in inputs.items()}
     loss = elementwise_loss(definition.name, full_config, lp, tensors)
-    loss.sum().backward()
+    torch.autograd.backward(loss.sum())
     assert lp.grad is not None
     return loss.tolist(), lp.grad.tolist()
 

@@ -201,6 +201,28 @@ def test_state_mismatches_are_reported(base: BaseModel) -> None:
         rank8.load_adapter_state(nan_state)
 
 
+def test_non_finite_gradient_is_refused(base: BaseModel, sft_batch: list[DatumArrays]) -> None:
+    model = TrainableModel(base, LoraSpec(rank=2, seed=0))
+    before = model.adapter_state()
+    datum = sft_batch[0]
+    n = datum.tokens.size
+    wild = DatumArrays(
+        datum.tokens,
+        {
+            "target_tokens": datum.inputs["target_tokens"],
+            "logprobs": np.full(n, -1e4, dtype=np.float32),  # ratio exp(~1e4) overflows
+            "advantages": np.ones(n, dtype=np.float32),
+        },
+    )
+    model.forward_backward([wild], "importance_sampling", forward_only=False)
+    with pytest.raises(ModelInputError, match="gradient is not finite"):
+        model.optim_step(ADAM)
+    after = model.adapter_state()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.optim_steps == 0
+    assert model.optim_step(AdamConfig(learning_rate=0.0))["grad_norm:mean"] == 0.0
+
+
 def test_adamw_matches_torch() -> None:
     generator = torch.Generator().manual_seed(0)
     start = torch.randn(5, 3, generator=generator)

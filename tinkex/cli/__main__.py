@@ -1,0 +1,5 @@
+"""``python -m tinkex.cli``."""
+
+from .main import main
+
+main()
