@@ -1,0 +1,150 @@
+"""REST management, extra endpoints, compressed bodies and models served from a directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tinker
+from tinker import types as ttypes
+
+from tests.conftest import API_KEY
+from tests.local.model.helpers import save_builtin_as_hf
+from tests.local.raw import RawTinker
+from tinkex import types
+from tinkex.local import LocalServer, ModelSource, ServerConfig
+from tinkex.local.model import (
+    BUILTIN_MODEL,
+    DatumArrays,
+    LoraSpec,
+    TrainableModel,
+    load_base_model,
+)
+from tinkex.protocol import compress_zstd, encode_forward_backward_request
+
+TOKENS = list(b"rest and models")
+
+
+def _datum() -> ttypes.Datum:
+    return ttypes.Datum(
+        model_input=ttypes.ModelInput.from_ints(TOKENS[:-1]),
+        loss_fn_inputs={"target_tokens": TOKENS[1:], "weights": [1.0] * (len(TOKENS) - 1)},
+    )
+
+
+@pytest.fixture(scope="module")
+def client(base_url: str) -> Iterator[tinker.TrainingClient]:
+    service = tinker.ServiceClient(base_url=base_url, api_key=API_KEY, user_metadata={"k": "v"})
+    client = service.create_lora_training_client(base_model=BUILTIN_MODEL, rank=4).result()
+    yield client
+    service.close("success").result(timeout=30)
+
+
+def test_rest_reads_runs_weights_samplers_and_sessions(
+    base_url: str, client: tinker.TrainingClient
+) -> None:
+    rest = tinker.RestClient(base_url=base_url, api_key=API_KEY)
+    capabilities = rest.get_server_capabilities().result(timeout=30)
+    assert BUILTIN_MODEL in [m.model_name for m in capabilities.supported_models]
+
+    run = rest.get_training_run(client.model_id).result(timeout=30)
+    assert (run.base_model, run.is_lora, run.lora_rank) == (BUILTIN_MODEL, True, 4)
+
+    path = client.save_state("rest-info").result(timeout=60).path
+    info = rest.get_weights_info_by_tinker_path(path).result(timeout=30)
+    assert (info.base_model, info.lora_rank, info.train_mlp) == (BUILTIN_MODEL, 4, True)
+    run = rest.get_training_run_by_tinker_path(path).result(timeout=30)
+    assert run.last_checkpoint is not None and run.last_checkpoint.tinker_path == path
+
+    client.save_state("rest-info-2").result(timeout=60)
+    first = rest.list_user_checkpoints(limit=1, offset=0).result(timeout=30)
+    second = rest.list_user_checkpoints(limit=1, offset=1).result(timeout=30)
+    assert len(first.checkpoints) == len(second.checkpoints) == 1
+    assert first.checkpoints[0].tinker_path != second.checkpoints[0].tinker_path
+    assert first.cursor is not None and first.cursor.total_count >= 2
+
+    sampler = client.save_weights_and_get_sampling_client().result()
+    session_id = client.model_id.split(":train:")[0]
+    sessions = rest.list_sessions().result(timeout=30).sessions
+    assert session_id in sessions
+    session = rest.get_session(session_id).result(timeout=30)
+    assert client.model_id in session.training_run_ids
+    assert session.user_metadata == {"k": "v"}
+    sampler_id = session.sampler_ids[-1]
+    got = rest.get_sampler(sampler_id).result(timeout=30)
+    assert got.base_model == BUILTIN_MODEL
+    assert sampler.get_base_model() == BUILTIN_MODEL
+
+
+def test_zstd_protobuf_forward_backward_body(base_url: str, client: tinker.TrainingClient) -> None:
+    datum = types.Datum(
+        model_input=types.ModelInput.from_ints(TOKENS[:-1]),
+        loss_fn_inputs={"target_tokens": TOKENS[1:]},
+    )
+    body = encode_forward_backward_request(
+        model_id=client.model_id,
+        seq_id=None,
+        data=[datum],
+        loss_fn="cross_entropy",
+        forward_only=True,
+    )
+    raw = RawTinker(base_url)
+    try:
+        response = raw.post(
+            "forward_backward",
+            content=compress_zstd(body),
+            headers={"content-type": "application/x-protobuf", "content-encoding": "zstd"},
+        )
+        assert response.status_code == 200, response.text
+        result = raw.result(response.json()["request_id"])
+    finally:
+        raw.close()
+    assert result["metrics"]["loss:sum"] > 0
+    assert len(result["loss_fn_outputs"][0]["logprobs"]["data"]) == len(TOKENS) - 1
+
+
+def test_unload_model_frees_it(base_url: str) -> None:
+    raw = RawTinker(base_url)
+    try:
+        model_id = raw.model(raw.session())
+        result = raw.result(raw.ok("unload_model", {"model_id": model_id})["request_id"])
+        assert result == {"model_id": model_id, "type": "unload_model"}
+        response = raw.post("get_info", {"model_id": model_id})
+        assert response.status_code == 404
+        assert "not loaded" in response.json()["detail"]
+    finally:
+        raw.close()
+
+
+def test_a_model_directory_is_served_under_its_name(tmp_path: Path) -> None:
+    builtin = load_base_model(BUILTIN_MODEL)
+    directory = save_builtin_as_hf(builtin, tmp_path / "weights")
+    config = ServerConfig(
+        port=0,
+        data_dir=tmp_path / "data",
+        models=(ModelSource.parse(f"acme/tiny-hf={directory}"),),
+    )
+    with (
+        LocalServer(config) as server,
+        tinker.ServiceClient(base_url=server.url, api_key=API_KEY) as service,
+    ):
+        client = service.create_lora_training_client(base_model="acme/tiny-hf", rank=4).result()
+        assert client.get_info().model_data.model_name == "acme/tiny-hf"
+        out = client.forward([_datum()], "cross_entropy").result(timeout=60)
+        served = out.loss_fn_outputs[0]["logprobs"].to_numpy()
+        sampler = service.create_sampling_client(base_model="acme/tiny-hf").result()
+        params = ttypes.SamplingParams(max_tokens=3, seed=0)
+        prompt = ttypes.ModelInput.from_ints(TOKENS)
+        assert len(sampler.sample(prompt, 1, params).result(timeout=60).sequences) == 1
+        with pytest.raises(tinker.BadRequestError, match="unknown base_model"):
+            service.create_lora_training_client(base_model=BUILTIN_MODEL, rank=4).result()
+    tokens = np.array(TOKENS)
+    direct = TrainableModel(builtin, LoraSpec(rank=4)).forward_backward(
+        [DatumArrays(tokens=tokens[:-1], inputs={"target_tokens": tokens[1:]})],
+        "cross_entropy",
+        None,
+        forward_only=True,
+    )
+    np.testing.assert_allclose(served, direct.outputs[0]["logprobs"], atol=1e-5)
