@@ -68,7 +68,7 @@ from .model import (
 )
 from .promises import JsonResult, Promise, PromiseStore
 from .results import ForwardBackwardPayload, SamplePayload, metrics_only
-from .store import RunRow, Store, StoredCheckpoint, check_checkpoint_name, check_ttl
+from .store import RunRow, SessionRow, Store, StoredCheckpoint, check_checkpoint_name, check_ttl
 
 log = logging.getLogger("tinkex.local.service")
 
@@ -167,7 +167,7 @@ class LocalService:
             display_name=session.display_name,
         )
 
-    def _session(self, owner: str, session_id: str, *, allow_finished: bool = False) -> Any:
+    def _session(self, owner: str, session_id: str, *, allow_finished: bool = False) -> SessionRow:
         session = self.store.get_session(session_id)
         if session is None or session.owner != owner:
             raise NotFound(f"session {session_id!r} does not exist")
@@ -275,7 +275,7 @@ class LocalService:
                 return result
             except BaseException:
                 # A model that failed to come up must not keep a slot or block a retry.
-                threading.Thread(target=self.engine.close_lane, args=(lane.model_id,)).start()
+                self.engine.close_lane(lane.model_id)
                 raise
 
         return self.engine.submit_ordered(lane, 0, request_type, forget_on_failure)
@@ -317,7 +317,7 @@ class LocalService:
         lane = self._lane(owner, req.model_id)
 
         def unload() -> JsonResult:
-            threading.Thread(target=self.engine.close_lane, args=(lane.model_id,)).start()
+            self.engine.close_lane(lane.model_id)
             return JsonResult({"model_id": req.model_id, "type": "unload_model"})
 
         promise = self.engine.submit_ordered(lane, None, "UnloadModel", unload)
@@ -340,6 +340,8 @@ class LocalService:
 
     def forward_backward(self, owner: str, req: DecodedForwardBackward) -> UntypedAPIFuture:
         lane = self._lane(owner, req.model_id)
+        if not req.data:
+            raise BadRequest("forward_backward needs at least one datum")
         batch = [
             _arrays_from_decoded(i, d.tokens, d.chunks, d.inputs) for i, d in enumerate(req.data)
         ]
@@ -348,7 +350,7 @@ class LocalService:
         def run() -> ForwardBackwardPayload:
             state = _usable_state(lane)
             result = state.model.forward_backward(
-                _check_batch(batch), req.loss_fn, req.loss_fn_config, forward_only=req.forward_only
+                batch, req.loss_fn, req.loss_fn_config, forward_only=req.forward_only
             )
             self.store.touch_run(lane.model_id)
             return ForwardBackwardPayload(result)
@@ -808,9 +810,3 @@ def _decoded_from_datum(datum: Datum) -> DecodedDatum:
         tokens=tokens,
         inputs={name: tensor.to_numpy() for name, tensor in datum.loss_fn_inputs.items()},
     )
-
-
-def _check_batch(batch: list[DatumArrays]) -> list[DatumArrays]:
-    if not batch:
-        raise BadRequest("forward_backward needs at least one datum")
-    return batch
