@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +149,24 @@ def test_a_model_directory_is_served_under_its_name(tmp_path: Path) -> None:
         forward_only=True,
     )
     np.testing.assert_allclose(served, direct.outputs[0]["logprobs"], atol=1e-5)
+
+
+def test_large_results_are_announced_metadata_only_first(tmp_path: Path) -> None:
+    config = ServerConfig(port=0, data_dir=tmp_path, metadata_only_threshold_bytes=1)
+    with LocalServer(config) as server:
+        raw = RawTinker(server.url)
+        try:
+            request_id = raw.ok(
+                "create_model",
+                {"session_id": raw.session(), "model_seq_id": 0, "base_model": BUILTIN_MODEL},
+            )["request_id"]
+            announced = raw.result(request_id)  # polls without allow_metadata_only
+            assert "model_id" in announced
+            body = {"request_id": request_id, "allow_metadata_only": True}
+            metadata = raw.post("retrieve_future", body).json()
+        finally:
+            raw.close()
+    assert metadata["status"] == "complete_metadata"
+    assert metadata["response_payload_size"] == len(
+        json.dumps(announced, separators=(",", ":")).encode()
+    )

@@ -215,7 +215,7 @@ class Routes:
             hold = min(hold, PAUSED_POLL_SECONDS)
         if not await self.service.promises.wait(promise, hold):
             return self._try_again(promise)
-        return self._result(promise, request.headers.get("accept", ""))
+        return self._result(promise, request.headers.get("accept", ""), req.allow_metadata_only)
 
     def _try_again(self, promise: Promise) -> Response:
         state = promise.queue_state()
@@ -228,17 +228,24 @@ class Routes:
         # a paused queue answers 200 try_again so the reason reaches the client's logs.
         return JSONResponse(body.to_wire(), status_code=408 if state == "active" else 200)
 
-    def _result(self, promise: Promise, accept: str) -> Response:
+    def _result(self, promise: Promise, accept: str, allow_metadata_only: bool) -> Response:
         if promise.error is not None:
             return json_response(
                 {"error": promise.error.message, "category": promise.error.category}
             )
         assert promise.result is not None
-        if wants_protobuf(accept):
-            encoded = promise.result.to_protobuf()
-            if encoded is not None:
-                return Response(encoded, media_type=PROTOBUF_CONTENT_TYPE)
-        return json_response(promise.result.to_json())
+        encoded = promise.result.to_protobuf() if wants_protobuf(accept) else None
+        response = (
+            Response(encoded, media_type=PROTOBUF_CONTENT_TYPE)
+            if encoded is not None
+            else json_response(promise.result.to_json())
+        )
+        threshold = self.service.config.metadata_only_threshold_bytes
+        if allow_metadata_only and threshold is not None and len(response.body) >= threshold:
+            return json_response(
+                {"status": "complete_metadata", "response_payload_size": len(response.body)}
+            )
+        return response
 
     # REST -------------------------------------------------------------------------------
 

@@ -56,4 +56,7 @@ class ServerConfig:
     """How long a model waits for a missing ``seq_id`` before running the requests after it."""
     session_timeout_seconds: float = 600.0
     """Sessions with no heartbeat for this long are expired and their models unloaded."""
+    metadata_only_threshold_bytes: int | None = None
+    """Results at least this large are first announced with a metadata-only answer when the
+    poll allows it (``allow_metadata_only``), as the hosted service does for big payloads."""
     torch_threads: int | None = None
