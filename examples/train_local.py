@@ -39,8 +39,9 @@ def datum(text: str) -> types.Datum:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--rank", type=int, default=64)
     args = parser.parse_args()
 
     with (
@@ -49,7 +50,9 @@ def main() -> None:
     ):
         print(f"local Tinker backend at {server.url} (model {BASE_MODEL})")
         service = tinker.ServiceClient(base_url=server.url, api_key=API_KEY)
-        training = service.create_lora_training_client(base_model=BASE_MODEL, rank=16, seed=0)
+        training = service.create_lora_training_client(
+            base_model=BASE_MODEL, rank=args.rank, seed=0
+        ).result()
         batch = [datum(line) for line in LINES]
         tokens = sum(len(line) for line in LINES)
         started = time.monotonic()
@@ -63,14 +66,14 @@ def main() -> None:
                 print(f"step {step:3d}  loss/token {loss:.3f}  {rate:,.0f} tokens/s")
         path = training.save_state("final").result().path
         print(f"checkpoint: {path}")
-        sampler = training.save_weights_and_get_sampling_client()
+        sampler = training.save_weights_and_get_sampling_client().result()
         for prefix in ("The quick", "Actors", "Let it"):
             prompt = types.ModelInput.from_ints(list(prefix.encode()))
             params = types.SamplingParams(max_tokens=40, temperature=0.0, stop=["."])
             seq = sampler.sample(prompt, num_samples=1, sampling_params=params).result()
             text = bytes(t for t in seq.sequences[0].tokens if t < 256).decode(errors="replace")
             print(f"sample: {prefix!r} -> {prefix + text!r}")
-        service.close()
+        service.close("success").result()
 
 
 if __name__ == "__main__":
