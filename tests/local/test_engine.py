@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tinkex.local.engine import Engine
+from tinkex.local.engine import Engine, ModelLane, Work
 from tinkex.local.promises import JsonResult, Promise, PromiseStore
 
 WAIT = 10.0
@@ -20,7 +20,13 @@ def promises() -> PromiseStore:
 
 @pytest.fixture
 def engine(promises: PromiseStore) -> Iterator[Engine]:
-    engine = Engine(promises, capacity_limit=1, max_models_per_owner=1, seq_gap_timeout=0.0)
+    engine = Engine(
+        promises,
+        capacity_limit=1,
+        max_models_per_owner=1,
+        max_samplers_per_owner=1,
+        seq_gap_timeout=0.0,
+    )
     yield engine
     engine.shutdown()
 
@@ -34,43 +40,55 @@ def _settled(promise: Promise, timeout: float = WAIT) -> bool:
     return promise.wait_settled(timeout)
 
 
-def test_early_arrivals_are_held_until_their_turn(engine: Engine) -> None:
+def _ordered(
+    engine: Engine, promises: PromiseStore, lane: ModelLane, seq: int | None, work: Work
+) -> Promise:
+    promise = promises.get(engine.submit_ordered(lane, seq, "T", work))
+    assert promise is not None
+    return promise
+
+
+def test_early_arrivals_are_held_until_their_turn(engine: Engine, promises: PromiseStore) -> None:
     lane, _ = engine.open_lane("m", "owner")
     ran: list[int] = []
     late = [
-        engine.submit_ordered(lane, seq, "T", lambda s=seq: _recorder(ran, s)) for seq in (2, 1)
+        _ordered(engine, promises, lane, seq, lambda s=seq: _recorder(ran, s)) for seq in (2, 1)
     ]
     assert not any(p.done for p in late), "nothing may run before seq_id 0"
-    first = engine.submit_ordered(lane, 0, "T", lambda: _recorder(ran, 0))
+    first = _ordered(engine, promises, lane, 0, lambda: _recorder(ran, 0))
     assert all(_settled(p) for p in [first, *late])
     assert ran == [0, 1, 2]
 
 
-def test_a_resent_seq_id_gets_the_first_promise_and_runs_once(engine: Engine) -> None:
+def test_a_resent_seq_id_gets_the_first_promise_and_runs_once(
+    engine: Engine, promises: PromiseStore
+) -> None:
     lane, _ = engine.open_lane("m", "owner")
     ran: list[int] = []
-    first = engine.submit_ordered(lane, 0, "T", lambda: _recorder(ran, 0))
-    again = engine.submit_ordered(lane, 0, "T", lambda: _recorder(ran, 99))
+    first = _ordered(engine, promises, lane, 0, lambda: _recorder(ran, 0))
+    again = _ordered(engine, promises, lane, 0, lambda: _recorder(ran, 99))
     assert again is first
     assert _settled(first)
     assert ran == [0]
 
 
-def test_a_seq_id_from_the_past_is_rejected(engine: Engine) -> None:
+def test_a_seq_id_from_the_past_is_rejected(engine: Engine, promises: PromiseStore) -> None:
     from tinkex.local.errors import BadRequest
 
     lane, _ = engine.open_lane("m", "owner")
-    assert _settled(engine.submit_ordered(lane, 0, "T", lambda: JsonResult({})))
+    assert _settled(_ordered(engine, promises, lane, 0, lambda: JsonResult({})))
     lane.seen.clear()
     with pytest.raises(BadRequest, match="seq_id 0 on model m is in the past"):
-        engine.submit_ordered(lane, 0, "T", lambda: JsonResult({}))
+        _ordered(engine, promises, lane, 0, lambda: JsonResult({}))
 
 
-def test_a_missing_seq_id_is_skipped_after_the_gap_timeout(engine: Engine) -> None:
+def test_a_missing_seq_id_is_skipped_after_the_gap_timeout(
+    engine: Engine, promises: PromiseStore
+) -> None:
     lane, _ = engine.open_lane("m", "owner")
     ran: list[int] = []
-    assert _settled(engine.submit_ordered(lane, 0, "T", lambda: _recorder(ran, 0)))
-    waiting = engine.submit_ordered(lane, 2, "T", lambda: _recorder(ran, 2))
+    assert _settled(_ordered(engine, promises, lane, 0, lambda: _recorder(ran, 0)))
+    waiting = _ordered(engine, promises, lane, 2, lambda: _recorder(ran, 2))
     assert not waiting.done
     engine.skip_gaps()  # gap timeout is 0 in this fixture
     assert _settled(waiting)
@@ -87,12 +105,14 @@ def test_queue_depth_beyond_capacity_reports_paused_capacity(engine: Engine) -> 
     assert queued[-1].queue_state() == "active"
 
 
-def test_models_beyond_the_owner_limit_wait_for_admission(engine: Engine) -> None:
+def test_models_beyond_the_owner_limit_wait_for_admission(
+    engine: Engine, promises: PromiseStore
+) -> None:
     first, _ = engine.open_lane("a", "owner")
     second, _ = engine.open_lane("b", "owner")
     other, _ = engine.open_lane("c", "someone-else")
     assert first.admitted and other.admitted and not second.admitted
-    waiting = engine.submit_ordered(second, 0, "CreateModel", lambda: JsonResult({}))
+    waiting = _ordered(engine, promises, second, 0, lambda: JsonResult({}))
     assert waiting.queue_state() == "paused_rate_limit"
     assert not waiting.done
     engine.close_lane("a")
@@ -102,7 +122,7 @@ def test_models_beyond_the_owner_limit_wait_for_admission(engine: Engine) -> Non
 
 def test_closing_a_lane_fails_what_it_still_held(engine: Engine, promises: PromiseStore) -> None:
     lane, _ = engine.open_lane("m", "owner")
-    held = engine.submit_ordered(lane, 3, "T", lambda: JsonResult({}))
+    held = _ordered(engine, promises, lane, 3, lambda: JsonResult({}))
     engine.close_lane("m")
     assert held.done and held.error is not None
     assert held.error.category == "user" and "unloaded" in held.error.message

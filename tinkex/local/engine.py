@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .errors import BadRequest, RequestFailed, ServerError
 from .model import ModelInputError
@@ -27,26 +27,40 @@ log = logging.getLogger("tinkex.local.engine")
 Work = Callable[[], ResultPayload]
 
 
+SEEN_LIMIT = 10_000
+"""How many recent seq_ids per lane are remembered for deduplication."""
+
+
 @dataclass
 class _Job:
     promise: Promise
     work: Work
     seq_id: int | None
     on_crash: Callable[[BaseException], None] | None = None
+    arrived: float = field(default_factory=time.monotonic)
+
+
+LaneKind = Literal["model", "sampler"]
 
 
 @dataclass
 class ModelLane:
-    """The ordering state of one training model, plus whatever the service keeps on it."""
+    """The queue of one training model or sampler, plus whatever the service keeps on it.
+
+    A model's lane runs its requests in ``seq_id`` order; a sampler's lane runs them as
+    they come. Both deduplicate on ``seq_id`` and count towards their owner's limit.
+    """
 
     model_id: str
     owner: str
+    kind: LaneKind = "model"
     next_seq: int = 0
     admitted: bool = True
     running: bool = False
     held: dict[int, _Job] = field(default_factory=dict)
     unordered: deque[_Job] = field(default_factory=deque)
-    seen: dict[int, Promise] = field(default_factory=dict)
+    seen: dict[int, str] = field(default_factory=dict)
+    """Recent seq_ids and the request ids they were answered with, oldest first."""
     last_progress: float = field(default_factory=time.monotonic)
     state: Any = None
     """The service's per-model object (the trainable model), set by the create job."""
@@ -61,11 +75,15 @@ class Engine:
         *,
         capacity_limit: int,
         max_models_per_owner: int,
+        max_samplers_per_owner: int,
         seq_gap_timeout: float,
     ) -> None:
         self._promises = promises
         self._capacity_limit = capacity_limit
-        self._max_models_per_owner = max_models_per_owner
+        self._limits: dict[LaneKind, int] = {
+            "model": max_models_per_owner,
+            "sampler": max_samplers_per_owner,
+        }
         self._seq_gap_timeout = seq_gap_timeout
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tinkex-compute")
         self._lock = threading.RLock()
@@ -79,19 +97,21 @@ class Engine:
         with self._lock:
             return self._lanes.get(model_id)
 
-    def open_lane(self, model_id: str, owner: str) -> tuple[ModelLane, bool]:
+    def open_lane(
+        self, model_id: str, owner: str, kind: LaneKind = "model"
+    ) -> tuple[ModelLane, bool]:
         """The lane of ``model_id``, created if new; the flag says whether it was created.
 
-        A new lane beyond the owner's limit of concurrent models waits for admission: its
-        promises answer ``paused_rate_limit`` until another model of that owner goes away.
+        A new lane beyond the owner's limit of concurrent models (or samplers) waits for
+        admission: its promises answer ``paused_rate_limit`` until another lane of that
+        owner and kind goes away.
         """
         with self._lock:
             existing = self._lanes.get(model_id)
             if existing is not None:
                 return existing, False
-            lane = ModelLane(model_id=model_id, owner=owner)
-            active = sum(1 for other in self._lanes.values() if other.owner == owner)
-            if active >= self._max_models_per_owner:
+            lane = ModelLane(model_id=model_id, owner=owner, kind=kind)
+            if self._active(owner, kind) >= self._limits[kind]:
                 lane.admitted = False
                 self._waiting_admission.append(lane)
             self._lanes[model_id] = lane
@@ -118,12 +138,16 @@ class Engine:
         with self._lock:
             return list(self._lanes.values())
 
+    def _active(self, owner: str, kind: LaneKind) -> int:
+        return sum(
+            1
+            for lane in self._lanes.values()
+            if lane.owner == owner and lane.kind == kind and lane.admitted
+        )
+
     def _admit_waiting(self) -> None:
         for lane in list(self._waiting_admission):
-            active = sum(
-                1 for other in self._lanes.values() if other.owner == lane.owner and other.admitted
-            )
-            if active < self._max_models_per_owner:
+            if self._active(lane.owner, lane.kind) < self._limits[lane.kind]:
                 lane.admitted = True
                 self._waiting_admission.remove(lane)
                 self._pump(lane)
@@ -138,27 +162,34 @@ class Engine:
         work: Work,
         *,
         on_crash: Callable[[BaseException], None] | None = None,
-    ) -> Promise:
-        """Queue ``work`` on ``lane`` at ``seq_id`` (None: after what is ready now)."""
+    ) -> str:
+        """Queue ``work`` on ``lane`` at ``seq_id``; returns the request id of its promise.
+
+        On a model's lane ``seq_id=None`` means "after what is ready now"; on a sampler's
+        lane ``seq_id`` only deduplicates. A seq_id seen before gets the first request id.
+        """
         with self._lock:
             if seq_id is not None:
                 if seq_id in lane.seen:
                     return lane.seen[seq_id]
-                if seq_id < lane.next_seq:
+                if lane.kind == "model" and seq_id < lane.next_seq:
                     raise BadRequest(
                         f"seq_id {seq_id} on model {lane.model_id} is in the past: the model "
                         f"has run every request before seq_id {lane.next_seq}"
                     )
             promise = self._new_promise(request_type, lane.owner, lane)
             job = _Job(promise=promise, work=work, seq_id=seq_id, on_crash=on_crash)
-            if seq_id is None:
+            if seq_id is None or lane.kind == "sampler":
                 lane.unordered.append(job)
             else:
-                lane.seen[seq_id] = promise
                 lane.held[seq_id] = job
+            if seq_id is not None:
+                lane.seen[seq_id] = promise.request_id
+                if len(lane.seen) > SEEN_LIMIT:
+                    del lane.seen[next(iter(lane.seen))]
             self._queued += 1
             self._pump(lane)
-            return promise
+            return promise.request_id
 
     def submit(self, request_type: str, owner: str, work: Work) -> Promise:
         """Queue unordered work (sampling) on the compute thread."""
@@ -200,7 +231,7 @@ class Engine:
             self._queued -= 1
             if lane is not None:
                 lane.running = False
-                if job.seq_id is not None and job.seq_id == lane.next_seq:
+                if lane.kind == "model" and job.seq_id is not None and job.seq_id == lane.next_seq:
                     lane.next_seq += 1
                 lane.last_progress = time.monotonic()
                 self._pump(lane)
@@ -226,13 +257,20 @@ class Engine:
             return None, RequestFailed(message, "server")
 
     def skip_gaps(self) -> None:
-        """Run past a missing ``seq_id`` that has not arrived within the gap timeout."""
-        deadline = time.monotonic() - self._seq_gap_timeout
+        """Run past a missing ``seq_id`` that has not arrived within the gap timeout.
+
+        The wait counts from the later of the lane's last progress and the arrival of the
+        oldest request held behind the gap, so an idle model does not skip at once.
+        """
+        now = time.monotonic()
         with self._lock:
             for lane in self._lanes.values():
                 if lane.running or not lane.held or lane.next_seq in lane.held:
                     continue
-                if lane.last_progress < deadline:
+                waiting_since = max(
+                    lane.last_progress, min(job.arrived for job in lane.held.values())
+                )
+                if now - waiting_since >= self._seq_gap_timeout:
                     missing = lane.next_seq
                     lane.next_seq = min(lane.held)
                     log.warning(

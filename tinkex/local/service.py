@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -66,7 +66,7 @@ from .model import (
     Sampler,
     TrainableModel,
 )
-from .promises import JsonResult, Promise, PromiseStore
+from .promises import JsonResult, PromiseStore
 from .results import ForwardBackwardPayload, SamplePayload, metrics_only
 from .store import RunRow, SessionRow, Store, StoredCheckpoint, check_checkpoint_name, check_ttl
 
@@ -98,7 +98,9 @@ class SamplerState:
     """Builds the adapter on first use (loading a checkpoint runs on the compute thread)."""
     ephemeral: bool = False
     sampler: Sampler | None = None
-    submitted: dict[int, UntypedAPIFuture] = field(default_factory=dict)
+    lane: ModelLane | None = None
+    """The engine lane of a sampling session (None for direct base_model/model_path samples);
+    it deduplicates seq_ids and counts towards the owner's sampler limit."""
 
 
 class LocalService:
@@ -113,6 +115,7 @@ class LocalService:
             self.promises,
             capacity_limit=config.capacity_limit,
             max_models_per_owner=config.max_training_clients_per_key,
+            max_samplers_per_owner=config.max_samplers_per_key,
             seq_gap_timeout=config.seq_gap_timeout_seconds,
         )
         self.faults = FaultInjector(config.faults)
@@ -181,8 +184,9 @@ class LocalService:
     def _release_session(self, session_id: str) -> None:
         for run_id in self.store.runs_of_session(session_id):
             self.engine.close_lane(run_id)
-        with self._lock:
-            for sampler_id in self.store.samplers_of_session(session_id):
+        for sampler_id in self.store.samplers_of_session(session_id):
+            self.engine.close_lane(sampler_id)
+            with self._lock:
                 self._samplers.pop(sampler_id, None)
 
     # training models --------------------------------------------------------------------
@@ -215,8 +219,8 @@ class LocalService:
             )
             return JsonResult({"model_id": run_id, "type": "create_model"})
 
-        promise = self._submit_create(lane, "CreateModel", create)
-        return UntypedAPIFuture(request_id=promise.request_id, model_id=run_id)
+        request_id = self._submit_create(lane, "CreateModel", create)
+        return UntypedAPIFuture(request_id=request_id, model_id=run_id)
 
     def load_weights(self, owner: str, req: LoadWeightsRequest) -> UntypedAPIFuture:
         checkpoint = self.store.checkpoint_at(req.path, owner)
@@ -227,10 +231,10 @@ class LocalService:
             )
         if req.model_id is not None:
             lane = self._lane(owner, req.model_id)
-            promise = self.engine.submit_ordered(
+            request_id = self.engine.submit_ordered(
                 lane, req.seq_id, "LoadWeights", lambda: self._load_into(lane, checkpoint, req)
             )
-            return UntypedAPIFuture(request_id=promise.request_id, model_id=req.model_id)
+            return UntypedAPIFuture(request_id=request_id, model_id=req.model_id)
         if req.session_id is None or req.model_seq_id is None:
             raise BadRequest(
                 "load_weights needs either model_id (load onto an existing model) or "
@@ -265,10 +269,10 @@ class LocalService:
             )
             return JsonResult({"path": req.path, "model_id": run_id, "type": "load_weights"})
 
-        promise = self._submit_create(lane, "LoadWeights", create_from_checkpoint)
-        return UntypedAPIFuture(request_id=promise.request_id, model_id=run_id)
+        request_id = self._submit_create(lane, "LoadWeights", create_from_checkpoint)
+        return UntypedAPIFuture(request_id=request_id, model_id=run_id)
 
-    def _submit_create(self, lane: ModelLane, request_type: str, work: Any) -> Promise:
+    def _submit_create(self, lane: ModelLane, request_type: str, work: Any) -> str:
         def forget_on_failure() -> JsonResult:
             try:
                 result: JsonResult = work()
@@ -284,7 +288,7 @@ class LocalService:
         first = lane.seen.get(0)
         if first is None:
             raise BadRequest(f"model {run_id} already exists")
-        return UntypedAPIFuture(request_id=first.request_id, model_id=run_id)
+        return UntypedAPIFuture(request_id=first, model_id=run_id)
 
     def _load_into(
         self, lane: ModelLane, checkpoint: StoredCheckpoint, req: LoadWeightsRequest
@@ -320,8 +324,8 @@ class LocalService:
             self.engine.close_lane(lane.model_id)
             return JsonResult({"model_id": req.model_id, "type": "unload_model"})
 
-        promise = self.engine.submit_ordered(lane, None, "UnloadModel", unload)
-        return UntypedAPIFuture(request_id=promise.request_id, model_id=req.model_id)
+        request_id = self.engine.submit_ordered(lane, None, "UnloadModel", unload)
+        return UntypedAPIFuture(request_id=request_id, model_id=req.model_id)
 
     def _lane(self, owner: str, model_id: str) -> ModelLane:
         lane = self.engine.lane(model_id)
@@ -356,10 +360,10 @@ class LocalService:
             return ForwardBackwardPayload(result)
 
         seq_id = req.seq_id if req.seq_id else None
-        promise = self.engine.submit_ordered(
+        request_id = self.engine.submit_ordered(
             lane, seq_id, request_type, run, on_crash=self._corrupt(lane)
         )
-        return UntypedAPIFuture(request_id=promise.request_id, model_id=req.model_id)
+        return UntypedAPIFuture(request_id=request_id, model_id=req.model_id)
 
     def forward_json(
         self,
@@ -396,10 +400,10 @@ class LocalService:
             self.store.touch_run(lane.model_id)
             return JsonResult(metrics_only(metrics))
 
-        promise = self.engine.submit_ordered(
+        request_id = self.engine.submit_ordered(
             lane, req.seq_id, "OptimStep", run, on_crash=self._corrupt(lane)
         )
-        return UntypedAPIFuture(request_id=promise.request_id, model_id=req.model_id)
+        return UntypedAPIFuture(request_id=request_id, model_id=req.model_id)
 
     def save_weights(self, owner: str, req: SaveWeightsRequest) -> UntypedAPIFuture:
         lane = self._lane(owner, req.model_id)
@@ -427,8 +431,8 @@ class LocalService:
             )
             return JsonResult({"path": record.tinker_path, "type": "save_weights"})
 
-        promise = self.engine.submit_ordered(lane, req.seq_id, "SaveWeights", run)
-        return UntypedAPIFuture(request_id=promise.request_id, model_id=req.model_id)
+        request_id = self.engine.submit_ordered(lane, req.seq_id, "SaveWeights", run)
+        return UntypedAPIFuture(request_id=request_id, model_id=req.model_id)
 
     def save_weights_for_sampler(
         self, owner: str, req: SaveWeightsForSamplerRequest
@@ -484,8 +488,8 @@ class LocalService:
                 "save_weights_for_sampler needs path (a named sampler checkpoint) or "
                 "sampling_session_seq_id (an ephemeral sampling session)"
             )
-        promise = self.engine.submit_ordered(lane, req.seq_id, "SaveWeightsForSampler", work)
-        return UntypedAPIFuture(request_id=promise.request_id, model_id=req.model_id)
+        request_id = self.engine.submit_ordered(lane, req.seq_id, "SaveWeightsForSampler", work)
+        return UntypedAPIFuture(request_id=request_id, model_id=req.model_id)
 
     def weights_info(self, owner: str, tinker_path: str) -> WeightsInfoResponse:
         checkpoint = self.store.checkpoint_at(tinker_path, owner)
@@ -552,6 +556,7 @@ class LocalService:
         return SamplerState(sampler_id, owner, base_model, None, lambda: None)
 
     def _register_sampler(self, state: SamplerState, session_id: str) -> None:
+        state.lane, _ = self.engine.open_lane(state.sampler_id, state.owner, "sampler")
         with self._lock:
             self._samplers[state.sampler_id] = state
         self.store.create_sampler(
@@ -573,8 +578,6 @@ class LocalService:
 
     def sample(self, owner: str, req: SampleRequest) -> UntypedAPIFuture:
         state = self._sampler_state(owner, req)
-        if req.seq_id is not None and req.seq_id in state.submitted:
-            return state.submitted[req.seq_id]
         for name, value in (
             ("prompt_alt_tokens_k", req.prompt_alt_tokens_k),
             ("topk_sample_logprobs", req.topk_sample_logprobs),
@@ -611,12 +614,12 @@ class LocalService:
                 output.prompt_logprobs[: len(prompt) - last_n] = np.nan
             return SamplePayload(output, ids)
 
-        promise = self.engine.submit("Sample", owner, run)
-        ids.extend(f"{promise.request_id}:{i}" for i in range(req.num_samples))
-        future = UntypedAPIFuture(request_id=promise.request_id, sample_sequence_ids=ids)
-        if req.seq_id is not None:
-            state.submitted[req.seq_id] = future
-        return future
+        if state.lane is not None:
+            request_id = self.engine.submit_ordered(state.lane, req.seq_id, "Sample", run)
+        else:
+            request_id = self.engine.submit("Sample", owner, run).request_id
+        ids.extend(f"{request_id}:{i}" for i in range(req.num_samples))
+        return UntypedAPIFuture(request_id=request_id, sample_sequence_ids=ids)
 
     def _sampler_state(self, owner: str, req: SampleRequest) -> SamplerState:
         if req.sampling_session_id is not None:
@@ -644,9 +647,15 @@ class LocalService:
                 f"sampling session {sampler_id!r} does not exist (ephemeral samplers from "
                 "save_weights_and_get_sampling_client do not survive a server restart)"
             )
+        session = self.store.get_session(row.session_id)
+        if session is None or session.finish_reason is not None:
+            raise NotFound(
+                f"sampling session {sampler_id!r} belongs to a finished session; create a new "
+                "sampling client"
+            )
         state = self._sampler_for(owner, sampler_id, row.base_model, row.model_path)
-        with self._lock:
-            return self._samplers.setdefault(sampler_id, state)
+        self._register_sampler(state, row.session_id)
+        return state
 
     def _ensure_sampler(self, state: SamplerState) -> Sampler:
         if state.sampler is None:

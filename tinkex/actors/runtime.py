@@ -1,0 +1,122 @@
+"""The process-wide supervision tree of the client, started on first use.
+
+```
+Application (one_for_one, 3 restarts in 5 s)
+├── io_loop          IOLoop: the asyncio loop thread and connection pools
+├── rate_limiter     RateLimiter: per-tenant 429 windows
+├── session_manager  SessionManager: sessions, heartbeats, finish
+└── clients          DynamicSupervisor: one TrainingActor per model, one SamplingActor
+                     per sampling client (transient)
+```
+
+Clients find actors by name through the :class:`~tinkex.supervision.Registry` on every
+use, never through a cached reference, so a restarted actor is picked up transparently.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from typing import Any
+
+import pykka
+
+from tinkex.supervision import (
+    ChildSpec,
+    DynamicSupervisor,
+    Registry,
+    Restart,
+    Strategy,
+    Supervisor,
+)
+
+from .io_loop import IOLoop, LoopHandle, LoopStoppedError
+from .rate_limiter import RateLimiter, RateWindows
+from .session_manager import SessionManager
+
+log = logging.getLogger("tinkex.runtime")
+
+LOOKUP_TIMEOUT = 30.0
+"""How long a lookup waits for an actor that is restarting."""
+CALL_TIMEOUT = 60.0
+"""Bound on a call into an actor (they only ever enqueue work, so this is generous)."""
+
+
+class Runtime:
+    """The supervision tree and the registry that names its actors."""
+
+    _instance: Runtime | None = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self._tree = Supervisor.start(
+            [
+                ChildSpec("io_loop", IOLoop),
+                ChildSpec("rate_limiter", RateLimiter),
+                ChildSpec("session_manager", SessionManager, kwargs={"runtime": self}),
+                DynamicSupervisor.child_spec("clients", registry=self.registry),
+            ],
+            strategy=Strategy.ONE_FOR_ONE,
+            max_restarts=3,
+            max_seconds=5.0,
+            registry=self.registry,
+            name="tinkex",
+        )
+
+    @classmethod
+    def get(cls) -> Runtime:
+        """The process's runtime, started on first use."""
+        with cls._instance_lock:
+            if cls._instance is None or not cls._instance._tree.is_alive():
+                cls._instance = cls()
+                atexit.register(cls._instance.shutdown)
+            return cls._instance
+
+    def shutdown(self) -> None:
+        """Stop every actor (children in reverse start order); unfinished work fails."""
+        if self._tree.is_alive():
+            self._tree.stop()
+        with Runtime._instance_lock:
+            if Runtime._instance is self:
+                Runtime._instance = None
+
+    # lookups ----------------------------------------------------------------------------
+
+    def ref(self, name: str) -> pykka.ActorRef[Any]:
+        return self.registry.lookup(name, timeout=LOOKUP_TIMEOUT)
+
+    def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``method`` on the current incarnation of actor ``name`` and wait."""
+        proxy = self.ref(name).proxy()
+        return getattr(proxy, method)(*args, **kwargs).get(timeout=CALL_TIMEOUT)
+
+    def loop(self) -> LoopHandle:
+        for _ in range(3):
+            handle: LoopHandle = self.call("io_loop", "handle")
+            if handle.alive:
+                return handle
+            self.registry.lookup("io_loop", timeout=LOOKUP_TIMEOUT)
+        raise LoopStoppedError("the I/O loop keeps stopping; see the log for its crashes")
+
+    def windows(self) -> RateWindows:
+        windows: RateWindows = self.call("rate_limiter", "windows")
+        return windows
+
+    def ensure_client_actor(self, name: str, actor_class: type[Any], **kwargs: Any) -> None:
+        """Start ``name`` under the clients supervisor unless it is already running."""
+        if self.registry.whereis(name) is not None:
+            return
+        spec = ChildSpec(name, actor_class, kwargs=kwargs, restart=Restart.TRANSIENT)
+        supervisor = DynamicSupervisor(self.ref("clients"))
+        try:
+            supervisor.start_child(spec)
+        except Exception:
+            if self.registry.whereis(name) is None:
+                raise  # not a lost race with another thread starting the same actor
+
+    def stop_client_actor(self, name: str) -> None:
+        if self.registry.whereis(name) is None:
+            return
+        DynamicSupervisor(self.ref("clients")).terminate_child(name)

@@ -1,0 +1,7 @@
+"""The public clients: thin facades over the runtime's actors, holding no state of their own."""
+
+from .sampling import SamplingClient
+from .service import ServiceClient
+from .training import TrainingClient
+
+__all__ = ["SamplingClient", "ServiceClient", "TrainingClient"]

@@ -1,0 +1,36 @@
+"""A submit-and-poll job that needs no ordering: model creation and restore."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tinkex.actors.io_loop import LoopContext
+from tinkex.actors.jobs import complete, new_job_id
+from tinkex.actors.submission import Submission, await_result
+from tinkex.config import Config
+from tinkex.transport import Transport
+
+
+@dataclass
+class OneShotJob:
+    config: Config
+    submission: Submission
+    decode: Callable[[httpx.Response], Any]
+    then: Callable[[Transport, Any], Awaitable[Any]]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    job_id: str = field(default_factory=lambda: new_job_id("oneshot"))
+    result: Future[Any] = field(default_factory=Future)
+
+    async def run(self, ctx: LoopContext) -> None:
+        transport = ctx.transport(self.config)
+        if self.submission.request_id is None:
+            await self.submission.submit(transport)
+        value = await await_result(
+            transport, self.submission, self.decode, expects_protobuf=False, metadata=self.metadata
+        )
+        complete(self.result, await self.then(transport, value))

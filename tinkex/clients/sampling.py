@@ -1,0 +1,75 @@
+"""SamplingClient: the facade of one sampling session."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tinkex.actors.sampling import SamplerState, SamplingActor
+from tinkex.futures import APIFuture
+from tinkex.types import ModelInput, SampleResponse, SamplingParams
+
+if TYPE_CHECKING:
+    from .service import ServiceClient
+
+
+class SamplingClient:
+    """Sample from a base model or trained weights; every call returns an APIFuture."""
+
+    def __init__(self, service: ServiceClient, state: SamplerState) -> None:
+        self._service = service
+        self._state = state
+        self._name = f"sampling:{state.sampling_session_id}"
+
+    @property
+    def sampling_session_id(self) -> str:
+        return self._state.sampling_session_id
+
+    def __repr__(self) -> str:
+        return f"SamplingClient(sampling_session_id={self.sampling_session_id!r})"
+
+    def get_base_model(self) -> str | None:
+        return self._state.base_model
+
+    def sample(
+        self,
+        prompt: ModelInput,
+        num_samples: int,
+        sampling_params: SamplingParams,
+        include_prompt_logprobs: bool = False,
+        topk_prompt_logprobs: int = 0,
+    ) -> APIFuture[SampleResponse]:
+        """Sample ``num_samples`` continuations of ``prompt``."""
+        runtime = self._service._runtime
+        runtime.ensure_client_actor(self._name, SamplingActor, runtime=runtime, state=self._state)
+        try:
+            future = runtime.call(
+                self._name,
+                "sample",
+                prompt,
+                num_samples,
+                sampling_params,
+                include_prompt_logprobs,
+                topk_prompt_logprobs,
+            )
+        except Exception as exc:
+            return APIFuture.failed(exc)
+        return APIFuture(future)
+
+    def compute_logprobs(self, prompt: ModelInput) -> APIFuture[list[float | None]]:
+        """The log-probability of each prompt token given those before it (first: None)."""
+        response = self.sample(
+            prompt, 1, SamplingParams(max_tokens=1), include_prompt_logprobs=True
+        )
+        return response.map(_prompt_logprobs)
+
+    async def sample_async(self, *args: Any, **kwargs: Any) -> APIFuture[SampleResponse]:
+        return self.sample(*args, **kwargs)
+
+    async def compute_logprobs_async(self, prompt: ModelInput) -> APIFuture[list[float | None]]:
+        return self.compute_logprobs(prompt)
+
+
+def _prompt_logprobs(response: SampleResponse) -> list[float | None]:
+    if response.prompt_logprobs is None:
+        raise ValueError("the server returned no prompt_logprobs")
+    return response.prompt_logprobs
