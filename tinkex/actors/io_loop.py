@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from tinkex import telemetry
 from tinkex.config import Config
 from tinkex.errors import TinkexError
 from tinkex.supervision import ExitReason
@@ -128,6 +129,7 @@ class IOLoop(TinkexActor):
             self._handle._schedule(job)
         if resumed:
             log.info("I/O loop restarted; resumed %d unfinished job(s)", len(resumed))
+            telemetry.execute("tinkex.io_loop.resumed", {"jobs": len(resumed)}, {})
 
     def handle(self) -> LoopHandle:
         return self._handle

@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -40,7 +41,22 @@ log = logging.getLogger("tinkex.runtime")
 LOOKUP_TIMEOUT = 30.0
 """How long a lookup waits for an actor that is restarting."""
 CALL_TIMEOUT = 60.0
+CALL_ATTEMPTS = 3
 """Bound on a call into an actor (they only ever enqueue work, so this is generous)."""
+
+
+def _at_exit(shutdown: Callable[[], None]) -> None:
+    """Run ``shutdown`` when the interpreter exits.
+
+    The actors' threads are not daemon threads, and Python joins those *before* it runs
+    ``atexit`` callbacks, so an ``atexit`` shutdown would never come: the process would hang
+    at exit. ``threading``'s own exit hook (what ``concurrent.futures`` uses) runs first.
+    """
+    register = getattr(threading, "_register_atexit", atexit.register)
+    try:
+        register(shutdown)
+    except RuntimeError:  # the interpreter is already shutting down
+        pass
 
 
 class Runtime:
@@ -71,7 +87,7 @@ class Runtime:
         with cls._instance_lock:
             if cls._instance is None or not cls._instance._tree.is_alive():
                 cls._instance = cls()
-                atexit.register(cls._instance.shutdown)
+                _at_exit(cls._instance.shutdown)
             return cls._instance
 
     def shutdown(self) -> None:
@@ -88,9 +104,19 @@ class Runtime:
         return self.registry.lookup(name, timeout=LOOKUP_TIMEOUT)
 
     def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method`` on the current incarnation of actor ``name`` and wait."""
-        proxy = self.ref(name).proxy()
-        return getattr(proxy, method)(*args, **kwargs).get(timeout=CALL_TIMEOUT)
+        """Call ``method`` on the current incarnation of actor ``name`` and wait.
+
+        A call that reached an incarnation which then died unprocessed is sent again to
+        the next one (it never ran, so nothing happens twice).
+        """
+        for attempt in range(CALL_ATTEMPTS):
+            try:
+                proxy = self.ref(name).proxy()
+                return getattr(proxy, method)(*args, **kwargs).get(timeout=CALL_TIMEOUT)
+            except pykka.ActorDeadError:
+                if attempt == CALL_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def loop(self) -> LoopHandle:
         for _ in range(3):
