@@ -16,13 +16,16 @@ use, never through a cached reference, so a restarted actor is picked up transpa
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, TypeVar, cast
 
 import pykka
 
+from tinkex.futures import APIFuture
 from tinkex.supervision import (
     ChildSpec,
     DynamicSupervisor,
@@ -38,11 +41,13 @@ from .session_manager import SessionManager
 
 log = logging.getLogger("tinkex.runtime")
 
+T = TypeVar("T")
+
 LOOKUP_TIMEOUT = 30.0
 """How long a lookup waits for an actor that is restarting."""
 CALL_TIMEOUT = 60.0
-CALL_ATTEMPTS = 3
 """Bound on a call into an actor (they only ever enqueue work, so this is generous)."""
+CALL_ATTEMPTS = 3
 
 
 def _at_exit(shutdown: Callable[[], None]) -> None:
@@ -53,10 +58,8 @@ def _at_exit(shutdown: Callable[[], None]) -> None:
     at exit. ``threading``'s own exit hook (what ``concurrent.futures`` uses) runs first.
     """
     register = getattr(threading, "_register_atexit", atexit.register)
-    try:
+    with contextlib.suppress(RuntimeError):  # the interpreter is already shutting down
         register(shutdown)
-    except RuntimeError:  # the interpreter is already shutting down
-        pass
 
 
 class Runtime:
@@ -67,6 +70,7 @@ class Runtime:
 
     def __init__(self) -> None:
         self.registry = Registry()
+        self._loop_handle: LoopHandle | None = None
         self._tree = Supervisor.start(
             [
                 ChildSpec("io_loop", IOLoop),
@@ -119,12 +123,21 @@ class Runtime:
         raise AssertionError("unreachable")
 
     def loop(self) -> LoopHandle:
-        for _ in range(3):
-            handle: LoopHandle = self.call("io_loop", "handle")
+        """The running I/O loop's handle (cached until that loop stops)."""
+        handle = self._loop_handle
+        if handle is not None and handle.alive:
+            return handle
+        for _ in range(CALL_ATTEMPTS):
+            handle = cast(LoopHandle, self.call("io_loop", "handle"))
             if handle.alive:
+                self._loop_handle = handle
                 return handle
             self.registry.lookup("io_loop", timeout=LOOKUP_TIMEOUT)
         raise LoopStoppedError("the I/O loop keeps stopping; see the log for its crashes")
+
+    def future(self, future: Future[T]) -> APIFuture[T]:
+        """Wrap a future completed on the I/O loop, guarding that loop against blocking on it."""
+        return APIFuture(future, io_loop=self.loop().loop)
 
     def windows(self) -> RateWindows:
         windows: RateWindows = self.call("rate_limiter", "windows")

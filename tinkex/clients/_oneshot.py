@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from tinkex.actors.io_loop import LoopContext
-from tinkex.actors.jobs import complete, new_job_id
+from tinkex.actors.jobs import JobFuture, complete, new_job_id
 from tinkex.actors.submission import Submission, await_result
 from tinkex.config import Config
 from tinkex.transport import Transport
@@ -24,12 +24,13 @@ class OneShotJob:
     then: Callable[[Transport, Any], Awaitable[Any]]
     metadata: dict[str, Any] = field(default_factory=dict)
     job_id: str = field(default_factory=lambda: new_job_id("oneshot"))
-    result: Future[Any] = field(default_factory=Future)
+    result: JobFuture[Any] = field(default_factory=JobFuture)
 
     async def run(self, ctx: LoopContext) -> None:
         transport = ctx.transport(self.config)
         if self.submission.request_id is None:
             await self.submission.submit(transport)
+        self.result.submitted(self.submission.request_id, self.submission.request_type)
         value = await await_result(
             transport, self.submission, self.decode, expects_protobuf=False, metadata=self.metadata
         )

@@ -53,7 +53,7 @@ class SamplingClient:
             )
         except Exception as exc:
             return APIFuture.failed(exc)
-        return APIFuture(future)
+        return runtime.future(future)
 
     def compute_logprobs(self, prompt: ModelInput) -> APIFuture[list[float | None]]:
         """The log-probability of each prompt token given those before it (first: None)."""

@@ -172,7 +172,7 @@ class ServiceClient:
             model_id, info = created
             return TrainingClient(self, ModelState(model_id, session, self.config), info)
 
-        return APIFuture(job.result).map(to_client)
+        return self._runtime.future(job.result).map(to_client)
 
     # sampling ---------------------------------------------------------------------------
 
@@ -203,7 +203,7 @@ class ServiceClient:
             return sampler_id, GetSamplerResponse.model_validate(info).base_model
 
         future = self._runtime.loop().call(lambda ctx: create(ctx.transport(self.config)))
-        return APIFuture(future).map(lambda created: self._sampling_client(*created))
+        return self._runtime.future(future).map(lambda created: self._sampling_client(*created))
 
     def _sampling_client(self, sampling_session_id: str, base_model: str | None) -> SamplingClient:
         return SamplingClient(self, SamplerState(sampling_session_id, base_model, self.config))
@@ -215,7 +215,9 @@ class ServiceClient:
             raw = await transport.request_json("GET", "get_server_capabilities")
             return GetServerCapabilitiesResponse.model_validate(raw)
 
-        return APIFuture(self._runtime.loop().call(lambda ctx: fetch(ctx.transport(self.config))))
+        return self._runtime.future(
+            self._runtime.loop().call(lambda ctx: fetch(ctx.transport(self.config)))
+        )
 
     def close(
         self,

@@ -58,7 +58,7 @@ class TrainingClient:
             future = runtime.call(self._name, method, *args)
         except Exception as exc:
             return APIFuture.failed(exc)
-        return APIFuture(future)
+        return runtime.future(future)
 
     def forward(
         self,
