@@ -76,7 +76,8 @@ def test_training_loop_checkpoints_and_sampling(service: tinkex.ServiceClient) -
 def test_the_same_loop_in_asyncio(base_url: str) -> None:
     async def main() -> list[float]:
         with tinkex.ServiceClient(base_url=base_url, api_key=API_KEY) as service:
-            client = await service.create_lora_training_client(BASE_MODEL, rank=8, seed=3)
+            created = await service.create_lora_training_client_async(BASE_MODEL, rank=8, seed=3)
+            client = await created
             losses = []
             for _ in range(5):
                 fwdbwd = await client.forward_backward_async(BATCH, "cross_entropy")

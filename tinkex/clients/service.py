@@ -238,6 +238,27 @@ class ServiceClient:
             return APIFuture.failed(exc)
         return APIFuture.completed(None)
 
+    # asyncio twins: the same calls; await the coroutine to get the APIFuture
+    async def create_lora_training_client_async(
+        self, *args: Any, **kwargs: Any
+    ) -> APIFuture[TrainingClient]:
+        return self.create_lora_training_client(*args, **kwargs)
+
+    async def create_training_client_from_state_async(
+        self, *args: Any, **kwargs: Any
+    ) -> APIFuture[TrainingClient]:
+        return self.create_training_client_from_state(*args, **kwargs)
+
+    async def create_training_client_from_state_with_optimizer_async(
+        self, *args: Any, **kwargs: Any
+    ) -> APIFuture[TrainingClient]:
+        return self.create_training_client_from_state_with_optimizer(*args, **kwargs)
+
+    async def create_sampling_client_async(
+        self, *args: Any, **kwargs: Any
+    ) -> APIFuture[SamplingClient]:
+        return self.create_sampling_client(*args, **kwargs)
+
     def __enter__(self) -> ServiceClient:
         return self
 
