@@ -205,3 +205,19 @@ def test_image_prompt_to_text_model(raw: RawTinker) -> None:
     )
     assert response.status_code == 400
     assert "text-only" in _detail(response)
+
+
+def test_unknown_content_encoding_is_415(raw: RawTinker) -> None:
+    response = raw.post(
+        "create_session",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-encoding": "br"},
+    )
+    assert response.status_code == 415
+    assert "unsupported Content-Encoding 'br'" in _detail(response)
+
+
+def test_wrong_method_is_405_naming_it(raw: RawTinker) -> None:
+    response = raw.http.get("create_session")
+    assert response.status_code == 405
+    assert "GET is not allowed on /api/v1/create_session" in _detail(response)

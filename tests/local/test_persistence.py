@@ -122,7 +122,7 @@ def test_checkpoints_expire_after_their_ttl(
     monkeypatch.setattr(store_module, "_now", lambda: later)
     assert [c.checkpoint_id for c in store.list_checkpoints("s:train:0")] == ["weights/forever"]
     assert store.expire_checkpoints() == 1
-    assert not (tmp_path / "checkpoints" / "s:train:0" / "weights" / "short").exists()
+    assert list((tmp_path / "checkpoints" / "s:train:0" / "weights").glob("short@*")) == []
     store.close()
 
 
@@ -130,8 +130,44 @@ def test_records_without_files_are_dropped_on_startup(tmp_path: Path) -> None:
     store = Store(tmp_path)
     _save(store, "lost")
     store.close()
-    for path in (tmp_path / "checkpoints" / "s:train:0" / "weights" / "lost").iterdir():
+    (directory,) = (tmp_path / "checkpoints" / "s:train:0" / "weights").glob("lost@*")
+    for path in directory.iterdir():
         path.unlink()
     reopened = Store(tmp_path)
     assert reopened.list_checkpoints("s:train:0") == []
+    reopened.close()
+
+
+def test_a_crash_mid_overwrite_keeps_the_old_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(tmp_path)
+    _save(store, "precious")
+    weights = tmp_path / "checkpoints" / "s:train:0" / "weights"
+    (old,) = weights.glob("precious@*")
+
+    def crash_in_the_transaction() -> object:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(store, "_tx", crash_in_the_transaction)
+    with pytest.raises(OSError, match="power cut"):
+        _save(store, "precious", overwrite=True)
+    monkeypatch.undo()
+    assert list(weights.glob("precious@*")) == [old], "the new files went, the old stayed"
+    found = store.find_checkpoint("s:train:0", "weights/precious")
+    assert found is not None and found.directory == old
+    assert torch.equal(found.tensors("adapter.safetensors")["w"], torch.ones(2, 2))
+    store.close()
+
+
+def test_directories_no_record_points_at_are_removed_on_startup(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    _save(store, "kept")
+    store.close()
+    stray = tmp_path / "checkpoints" / "s:train:0" / "weights" / "kept@interrupted"
+    stray.mkdir()
+    (stray / "adapter.safetensors").write_bytes(b"half")
+    reopened = Store(tmp_path)
+    assert not stray.exists()
+    assert [c.checkpoint_id for c in reopened.list_checkpoints("s:train:0")] == ["weights/kept"]
     reopened.close()

@@ -170,3 +170,39 @@ def test_large_results_are_announced_metadata_only_first(tmp_path: Path) -> None
     assert metadata["response_payload_size"] == len(
         json.dumps(announced, separators=(",", ":")).encode()
     )
+
+
+def test_legacy_load_weights_onto_an_existing_model(base_url: str) -> None:
+    raw = RawTinker(base_url)
+    try:
+        session = raw.session()
+        source = raw.model(session, seq=0, seed=1)
+        target = raw.model(session, seq=1, seed=2)
+        datum = {"data": [_wire_datum()], "loss_fn": "cross_entropy"}
+        step = {"forward_backward_input": datum, "model_id": source, "seq_id": 1}
+        raw.result(raw.ok("forward_backward", step)["request_id"])
+        adam = {"model_id": source, "seq_id": 2, "adam_params": {"learning_rate": 0.01}}
+        raw.result(raw.ok("optim_step", adam)["request_id"])
+        saved = raw.ok("save_weights", {"model_id": source, "seq_id": 3, "path": "legacy"})
+        path = raw.result(saved["request_id"])["path"]
+        load = {"model_id": target, "seq_id": 1, "path": path, "optimizer": True}
+        loaded = raw.result(raw.ok("load_weights", load)["request_id"])
+        assert loaded == {"path": path, "model_id": target, "type": "load_weights"}
+
+        def logprobs(model_id: str, seq_id: int) -> list[float]:
+            body = {"forward_input": datum, "model_id": model_id, "seq_id": seq_id}
+            result = raw.result(raw.ok("forward", body)["request_id"])
+            data: list[float] = result["loss_fn_outputs"][0]["logprobs"]["data"]
+            return data
+
+        assert logprobs(target, 2) == logprobs(source, 4)
+    finally:
+        raw.close()
+
+
+def _wire_datum() -> dict[str, object]:
+    datum = types.Datum(
+        model_input=types.ModelInput.from_ints(TOKENS[:-1]),
+        loss_fn_inputs={"target_tokens": TOKENS[1:]},
+    )
+    return datum.to_wire()

@@ -319,7 +319,11 @@ def _checkpoint_ref(request: Request) -> tuple[str, str]:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    return error_response(status, f"no endpoint {request.method} {request.url.path}")
+    if status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = f"no endpoint {request.method} {request.url.path}"
+    return error_response(status, message)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -17,6 +17,9 @@ from tinkex.protocol import decode_content_encoding
 from .errors import BadRequest, ServerError, Unauthorized
 
 M = TypeVar("M", bound=BaseModel)
+
+MAX_BODY_BYTES = 512 * 1024 * 1024
+"""The largest decompressed request body accepted."""
 Handler = Callable[[Request, str], Awaitable[Response]]
 
 
@@ -42,12 +45,23 @@ def authenticate(request: Request, api_keys: frozenset[str]) -> str:
     return owner_of(key)
 
 
+KNOWN_ENCODINGS = frozenset({"", "identity", "zstd", "gzip"})
+
+
 async def read_body(request: Request) -> bytes:
     body = await request.body()
+    encoding = request.headers.get("content-encoding")
+    for coding in (encoding or "").split(","):
+        if coding.strip().lower() not in KNOWN_ENCODINGS:
+            raise ServerError(
+                f"unsupported Content-Encoding {coding.strip()!r}; send zstd, gzip or none",
+                status=415,
+            )
     try:
-        return decode_content_encoding(body, request.headers.get("content-encoding"))
+        return decode_content_encoding(body, encoding, max_size=MAX_BODY_BYTES)
     except ValueError as exc:
-        raise BadRequest(f"request body could not be decoded: {exc}") from None
+        status = 413 if "exceeds" in str(exc) or "limit" in str(exc) else 400
+        raise ServerError(f"request body could not be decoded: {exc}", status=status) from None
 
 
 async def read_json(request: Request) -> Any:

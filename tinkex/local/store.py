@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS samplers (
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id TEXT NOT NULL, checkpoint_id TEXT NOT NULL, checkpoint_type TEXT NOT NULL,
     owner TEXT NOT NULL, created_at TEXT NOT NULL, size_bytes INTEGER NOT NULL,
-    public INTEGER NOT NULL, user_metadata TEXT, expires_at TEXT,
+    public INTEGER NOT NULL, user_metadata TEXT, expires_at TEXT, directory TEXT NOT NULL,
     PRIMARY KEY (run_id, checkpoint_id)
 );
 """
@@ -158,7 +158,7 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
-        self._drop_orphan_records()
+        self._drop_orphans()
 
     def close(self) -> None:
         with self._lock:
@@ -381,7 +381,11 @@ class Store:
         check_ttl(ttl_seconds)
         kind = _KIND_OF_TYPE[checkpoint_type]
         checkpoint_id = f"{kind}/{name}"
-        final = self._checkpoints / run_id / kind / name
+        # Every save gets a directory of its own; the record points at it. Overwriting swaps
+        # the pointer in one transaction and only then deletes the old files, so a crash at
+        # any moment leaves the old checkpoint or the new one, never neither.
+        directory = f"{run_id}/{kind}/{name}@{uuid.uuid4().hex[:12]}"
+        final = self._checkpoints / directory
         with self._lock:
             exists = bool(
                 self._query(
@@ -406,16 +410,16 @@ class Store:
             size = sum(path.stat().st_size for path in scratch.iterdir())
             now = _now()
             expires = now + timedelta(seconds=ttl_seconds) if ttl_seconds is not None else None
+            final.parent.mkdir(parents=True, exist_ok=True)
+            scratch.rename(final)
+            _fsync(final.parent)
             with self._tx() as db:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                if final.exists():
-                    trash = self._scratch / f"old-{uuid.uuid4().hex}"
-                    final.rename(trash)
-                    shutil.rmtree(trash, ignore_errors=True)
-                scratch.rename(final)
-                _fsync(final.parent)
+                previous = db.execute(
+                    "SELECT directory FROM checkpoints WHERE run_id = ? AND checkpoint_id = ?",
+                    (run_id, checkpoint_id),
+                ).fetchone()
                 db.execute(
-                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                    "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                     (
                         run_id,
                         checkpoint_id,
@@ -425,8 +429,14 @@ class Store:
                         size,
                         _dumps(user_metadata),
                         _iso(expires),
+                        directory,
                     ),
                 )
+            if previous is not None:
+                shutil.rmtree(self._checkpoints / previous["directory"], ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         found = self.find_checkpoint(run_id, checkpoint_id)
@@ -479,13 +489,17 @@ class Store:
 
     def delete_checkpoint(self, run_id: str, checkpoint_id: str) -> None:
         with self._tx() as db:
-            cursor = db.execute(
+            row = db.execute(
+                "SELECT directory FROM checkpoints WHERE run_id = ? AND checkpoint_id = ?",
+                (run_id, checkpoint_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"checkpoint tinker://{run_id}/{checkpoint_id} does not exist")
+            db.execute(
                 "DELETE FROM checkpoints WHERE run_id = ? AND checkpoint_id = ?",
                 (run_id, checkpoint_id),
             )
-            if cursor.rowcount == 0:
-                raise NotFound(f"checkpoint tinker://{run_id}/{checkpoint_id} does not exist")
-            self._remove_files(run_id, checkpoint_id)
+        self._remove_files(row["directory"])
 
     def set_public(self, run_id: str, checkpoint_id: str, public: bool) -> None:
         self._update_checkpoint(run_id, checkpoint_id, "public = ?", int(public))
@@ -500,7 +514,8 @@ class Store:
         with self._tx() as db:
             rows = list(
                 db.execute(
-                    "SELECT run_id, checkpoint_id FROM checkpoints WHERE expires_at <= ?",
+                    "SELECT run_id, checkpoint_id, directory FROM checkpoints "
+                    "WHERE expires_at <= ?",
                     (_iso(_now()),),
                 )
             )
@@ -509,7 +524,7 @@ class Store:
                     "DELETE FROM checkpoints WHERE run_id = ? AND checkpoint_id = ?",
                     (row["run_id"], row["checkpoint_id"]),
                 )
-                self._remove_files(row["run_id"], row["checkpoint_id"])
+                self._remove_files(row["directory"])
         return len(rows)
 
     def _update_checkpoint(
@@ -523,11 +538,11 @@ class Store:
             if cursor.rowcount == 0:
                 raise NotFound(f"checkpoint tinker://{run_id}/{checkpoint_id} does not exist")
 
-    def _remove_files(self, run_id: str, checkpoint_id: str) -> None:
-        shutil.rmtree(self._checkpoints / run_id / checkpoint_id, ignore_errors=True)
+    def _remove_files(self, directory: str) -> None:
+        shutil.rmtree(self._checkpoints / directory, ignore_errors=True)
 
     def _stored(self, row: sqlite3.Row) -> StoredCheckpoint:
-        directory = self._checkpoints / row["run_id"] / row["checkpoint_id"]
+        directory = self._checkpoints / row["directory"]
         meta_path = directory / "checkpoint.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         record = Checkpoint(
@@ -542,16 +557,25 @@ class Store:
         )
         return StoredCheckpoint(record=record, owner=row["owner"], directory=directory, meta=meta)
 
-    def _drop_orphan_records(self) -> None:
-        """Forget records whose files are gone (deleted by hand or lost in a crash)."""
+    def _drop_orphans(self) -> None:
+        """Reconcile records and files after a crash or a hand edit of the data directory.
+
+        Records whose files are gone are forgotten; checkpoint directories no record points
+        at (a save or an overwrite interrupted half way) are deleted.
+        """
         with self._tx() as db:
-            for row in list(db.execute("SELECT run_id, checkpoint_id FROM checkpoints")):
-                directory = self._checkpoints / row["run_id"] / row["checkpoint_id"]
-                if not (directory / "checkpoint.json").is_file():
+            referenced = set()
+            for row in list(db.execute("SELECT run_id, checkpoint_id, directory FROM checkpoints")):
+                if (self._checkpoints / row["directory"] / "checkpoint.json").is_file():
+                    referenced.add(row["directory"])
+                else:
                     db.execute(
                         "DELETE FROM checkpoints WHERE run_id = ? AND checkpoint_id = ?",
                         (row["run_id"], row["checkpoint_id"]),
                     )
+        for path in self._checkpoints.glob("*/*/*"):
+            if path.is_dir() and path.relative_to(self._checkpoints).as_posix() not in referenced:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _expired(row: sqlite3.Row) -> bool:
