@@ -48,6 +48,7 @@ LOOKUP_TIMEOUT = 30.0
 CALL_TIMEOUT = 60.0
 """Bound on a call into an actor (they only ever enqueue work, so this is generous)."""
 CALL_ATTEMPTS = 3
+MAX_CACHED_PROXIES = 1024
 
 
 def _at_exit(shutdown: Callable[[], None]) -> None:
@@ -71,6 +72,8 @@ class Runtime:
     def __init__(self) -> None:
         self.registry = Registry()
         self._loop_handle: LoopHandle | None = None
+        self._proxies: dict[str, Any] = {}
+        self._proxies_lock = threading.Lock()
         self._tree = Supervisor.start(
             [
                 ChildSpec("io_loop", IOLoop),
@@ -115,12 +118,22 @@ class Runtime:
         """
         for attempt in range(CALL_ATTEMPTS):
             try:
-                proxy = self.ref(name).proxy()
+                proxy = self._proxy(self.ref(name))
                 return getattr(proxy, method)(*args, **kwargs).get(timeout=CALL_TIMEOUT)
             except pykka.ActorDeadError:
                 if attempt == CALL_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _proxy(self, ref: pykka.ActorRef[Any]) -> Any:
+        """A proxy of ``ref``, built once per incarnation (building one introspects the actor)."""
+        with self._proxies_lock:
+            proxy = self._proxies.get(ref.actor_urn)
+            if proxy is None:
+                if len(self._proxies) > MAX_CACHED_PROXIES:
+                    self._proxies.clear()  # dead incarnations' proxies; cheap to rebuild
+                proxy = self._proxies[ref.actor_urn] = ref.proxy()
+            return proxy
 
     def loop(self) -> LoopHandle:
         """The running I/O loop's handle (cached until that loop stops)."""

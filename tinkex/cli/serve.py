@@ -30,7 +30,9 @@ import click
     multiple=True,
     metavar="NAME_OR_DIR",
     help="Serve this base model (repeatable): a built-in name, a Hugging Face-layout "
-    "directory, or NAME=DIR. Default: the built-in tinkex/tiny-llama.",
+    "directory, or NAME=DIR. Default: the built-in tinkex/tiny-llama. The built-in "
+    "tinkex/zero does no model compute (for benchmarking clients) and is served only when "
+    "listed.",
 )
 @click.option("--faults", metavar="PROFILE", help="Fault profile: a JSON file or k=v,k=v.")
 @click.option("--log-level", default="info", show_default=True, help="Python log level.")

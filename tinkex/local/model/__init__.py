@@ -12,12 +12,14 @@ from .losses import LOSS_FUNCTIONS
 from .optim import AdamConfig
 from .sampler import TOPK_SENTINEL_LOGPROB, SampledSeq, SampleOutput, Sampler
 from .trainable import DatumArrays, ForwardBackwardResult, TrainableModel
+from .zero import ZERO_MODEL, ZeroModel
 
 __all__ = [
     "BUILTIN_MODEL",
     "LOSS_FUNCTIONS",
     "SUPPORTED_ARCHITECTURES",
     "TOPK_SENTINEL_LOGPROB",
+    "ZERO_MODEL",
     "AdamConfig",
     "BaseModel",
     "DatumArrays",
@@ -30,5 +32,6 @@ __all__ = [
     "SampledSeq",
     "Sampler",
     "TrainableModel",
+    "ZeroModel",
     "load_base_model",
 ]

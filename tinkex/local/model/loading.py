@@ -24,6 +24,7 @@ from .base import BaseModel
 from .config import ModelConfig, parse_hf_config
 from .errors import ModelInputError
 from .llama import DecoderWeights, expected_weight_shapes
+from .zero import ZERO_MODEL, load_zero_model
 
 __all__ = ["BUILTIN_MODEL", "builtin_config", "load_base_model"]
 
@@ -205,7 +206,8 @@ def _load_directory(directory: Path, name: str, max_context_length: int | None) 
 def load_base_model(
     source: str, name: str | None = None, *, max_context_length: int | None = None
 ) -> BaseModel:
-    """Load ``source``: :data:`BUILTIN_MODEL` or a Hugging Face directory with
+    """Load ``source``: :data:`BUILTIN_MODEL`, :data:`~.zero.ZERO_MODEL` (no compute, for
+    benchmarking clients; see :mod:`.zero`) or a Hugging Face directory with
     ``config.json``, ``model.safetensors`` (or a sharded ``model.safetensors.index.json``)
     and ``tokenizer.json``, for ``LlamaForCausalLM``, ``Qwen2ForCausalLM`` or
     ``Qwen3ForCausalLM``. Weights are converted to float32 and frozen.
@@ -222,9 +224,12 @@ def load_base_model(
         if max_context_length is not None:
             model.max_context_length = min(model.max_context_length, max_context_length)
         return model
+    if source == ZERO_MODEL:
+        return load_zero_model(name or ZERO_MODEL, max_context_length)
     directory = Path(source)
     if not directory.is_dir():
         raise ModelInputError(
-            f"base model {source!r} is neither the built-in {BUILTIN_MODEL!r} nor a directory"
+            f"base model {source!r} is neither the built-in {BUILTIN_MODEL!r} (or "
+            f"{ZERO_MODEL!r}) nor a directory"
         )
     return _load_directory(directory, name or source, max_context_length)

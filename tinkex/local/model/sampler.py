@@ -14,6 +14,13 @@ from .base import BaseModel
 from .errors import ModelInputError
 from .llama import Adapters, KVCache, decoder_hidden, unembed
 from .lora import LoraWeights
+from .zero import (
+    ZERO_LOGPROB,
+    ZeroModel,
+    zero_prompt_logprobs,
+    zero_tokens,
+    zero_topk_prompt_logprobs,
+)
 
 __all__ = ["TOPK_SENTINEL_LOGPROB", "SampleOutput", "SampledSeq", "Sampler"]
 
@@ -182,6 +189,17 @@ class Sampler:
                 f"prompt has {length} tokens, which fills the context length {context} of "
                 f"{base.name!r}; no room to sample"
             )
+        if isinstance(base, ZeroModel):
+            return self._run_zero(
+                length,
+                num_samples=int(num_samples),
+                budget=budget,
+                seed=0 if temperature == 0 else seed,
+                stop_ids=stop_ids,
+                stop_strings=stop_strings,
+                want_prompt_logprobs=bool(prompt_logprobs),
+                topk=int(topk_prompt_logprobs),
+            )
         generator = torch.Generator()
         if seed is None:
             generator.seed()
@@ -201,6 +219,42 @@ class Sampler:
                 want_prompt_logprobs=bool(prompt_logprobs),
                 topk=int(topk_prompt_logprobs),
             )
+
+    def _run_zero(
+        self,
+        length: int,
+        *,
+        num_samples: int,
+        budget: int,
+        seed: int | None,
+        stop_ids: frozenset[int],
+        stop_strings: tuple[str, ...],
+        want_prompt_logprobs: bool,
+        topk: int,
+    ) -> SampleOutput:
+        """:class:`ZeroModel`: seeded byte tokens and constant logprobs, no decoder."""
+        prompt_lp = zero_prompt_logprobs(length) if want_prompt_logprobs else None
+        topk_out = zero_topk_prompt_logprobs(length, topk, TOPK_SENTINEL_LOGPROB) if topk else None
+        drawn = zero_tokens(None if seed is None else int(seed), num_samples, budget)
+        stop_array = np.fromiter(stop_ids, dtype=np.int32, count=len(stop_ids))
+        window = 4 * max((len(s) for s in stop_strings), default=0) + 8
+        sequences = []
+        for row in drawn:
+            end: int | None = None  # one past the stopping token
+            if stop_array.size:
+                hits = np.flatnonzero(np.isin(row, stop_array))
+                end = int(hits[0]) + 1 if hits.size else None
+            if stop_strings:
+                tokens = row[: budget if end is None else end].tolist()
+                for step in range(len(tokens)):
+                    tail = self.base.tokenizer.decode(tokens[max(0, step + 1 - window) : step + 1])
+                    if any(s in tail for s in stop_strings):
+                        end = step + 1
+                        break
+            reason: StopReason = "length" if end is None else "stop"
+            kept = row[: budget if end is None else end].copy()
+            sequences.append(SampledSeq(kept, np.full(kept.size, ZERO_LOGPROB, np.float32), reason))
+        return SampleOutput(sequences, prompt_lp, topk_out)
 
     def _run(
         self,

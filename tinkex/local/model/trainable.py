@@ -14,6 +14,7 @@ from .llama import decoder_hidden, unembed
 from .lora import LoraSpec, LoraWeights, check_adapter_state, init_adapter_tensors, make_adapters
 from .losses import LossDef, elementwise_loss, resolve_loss
 from .optim import AdamConfig, AdamW
+from .zero import ZERO_LOGPROB, ZeroModel
 
 __all__ = ["DatumArrays", "ForwardBackwardResult", "TrainableModel"]
 
@@ -145,6 +146,22 @@ def _chunks(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return groups
 
 
+def _zero_forward(
+    checked: Sequence[_Checked], loss_fn: str, config: Mapping[str, float]
+) -> ForwardBackwardResult:
+    """:class:`ZeroModel`: every token's logprob is :data:`ZERO_LOGPROB`; the real loss
+    function turns it into the elementwise loss. No decoder and no gradient."""
+    outputs: list[dict[str, np.ndarray]] = []
+    total = 0.0
+    for datum in checked:
+        logp = np.full(datum.tokens.size, ZERO_LOGPROB, dtype=np.float32)
+        inputs = {k: torch.from_numpy(v) for k, v in datum.floats.items()}
+        losses = elementwise_loss(loss_fn, config, torch.from_numpy(logp), inputs).numpy()
+        total += float(losses.sum(dtype=np.float64))
+        outputs.append({"logprobs": logp, "elementwise_loss": losses.astype(np.float32)})
+    return ForwardBackwardResult(outputs=outputs, metrics={"loss:sum": total})
+
+
 class TrainableModel:
     """LoRA adapters (trainable, float32) on a shared frozen :class:`BaseModel`, with an
     AdamW optimizer. Gradients accumulate over ``forward_backward`` calls until
@@ -188,6 +205,8 @@ class TrainableModel:
             )
             for i, d in enumerate(batch)
         ]
+        if isinstance(self.base, ZeroModel):
+            return _zero_forward(checked, definition.name, config)
         lengths = [c.tokens.size for c in checked]
         budget = max(
             max(lengths, default=1),
