@@ -300,8 +300,9 @@ def _check_api_key(value: object) -> str:
     if not key.startswith(API_KEY_PREFIXES):
         raise ConfigError(
             f"the API key must start with 'tml-' (or be a JWT starting with 'eyJ'); got "
-            f"{mask_secret(key)!r}: copy the key from the Tinker console, or for a local "
-            "`tinkex serve` use any key starting with 'tml-'",
+            f"{mask_secret(key)!r}: copy the key from the Tinker console (or, for a local "
+            "`tinkex serve`, use any key starting with 'tml-') and pass it as api_key=... or "
+            "set the TINKER_API_KEY environment variable",
             field="api_key",
         )
     return key

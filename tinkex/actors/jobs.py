@@ -16,20 +16,40 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .io_loop import LoopContext
 
+T = TypeVar("T")
+
 
 class Job(Protocol):
     job_id: str
-    result: Future[Any]
-    """Completed by the job; the user's APIFuture wraps it."""
+
+    @property
+    def result(self) -> Future[Any]:
+        """Completed by the job; the user's APIFuture wraps it."""
+        ...
 
     async def run(self, ctx: LoopContext) -> None:
         """Do the work and complete ``result``; may be cancelled and run again later."""
         ...
+
+
+class JobFuture(Future[T]):
+    """A job's result, which also knows the server request the job is waiting on.
+
+    ``request_id`` and ``request_type`` are set once a submission returned its promise (a
+    job that must submit again updates them); :class:`~tinkex.futures.APIFuture` reports
+    them as its own.
+    """
+
+    request_id: str | None = None
+    request_type: str | None = None
+
+    def submitted(self, request_id: str | None, request_type: str) -> None:
+        self.request_id, self.request_type = request_id, request_type
 
 
 def new_job_id(kind: str) -> str:

@@ -35,7 +35,9 @@ class RateWindows:
             if until <= self._until.get(tenant, 0.0):
                 return
             self._until[tenant] = until
-        telemetry.execute("tinkex.rate_limit.backoff", {"seconds": seconds}, {"reason": reason})
+        telemetry.execute(
+            "tinkex.rate_limit.backoff", {"seconds": seconds}, {"reason": reason, "tenant": tenant}
+        )
 
     def remaining(self, tenant: Hashable) -> float:
         with self._lock:

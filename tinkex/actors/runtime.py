@@ -45,8 +45,9 @@ T = TypeVar("T")
 
 LOOKUP_TIMEOUT = 30.0
 """How long a lookup waits for an actor that is restarting."""
-CALL_TIMEOUT = 60.0
-"""Bound on a call into an actor (they only ever enqueue work, so this is generous)."""
+CALL_TIMEOUT = 180.0
+"""Bound on a call into an actor. Most only enqueue work; the longest, opening a session,
+waits for the network with its own, shorter bound (two minutes)."""
 CALL_ATTEMPTS = 3
 MAX_CACHED_PROXIES = 1024
 
@@ -123,6 +124,10 @@ class Runtime:
             except pykka.ActorDeadError:
                 if attempt == CALL_ATTEMPTS - 1:
                     raise
+            except pykka.Timeout:
+                raise TimeoutError(
+                    f"the {name} actor did not answer {method} within {CALL_TIMEOUT:.0f} s"
+                ) from None
         raise AssertionError("unreachable")
 
     def _proxy(self, ref: pykka.ActorRef[Any]) -> Any:

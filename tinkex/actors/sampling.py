@@ -41,7 +41,7 @@ from tinkex.types import (
 
 from .base import TinkexActor
 from .io_loop import LoopContext
-from .jobs import complete, new_job_id
+from .jobs import JobFuture, complete, new_job_id
 from .rate_limiter import RateWindows
 from .submission import Submission, await_result
 
@@ -121,7 +121,7 @@ class SampleJob:
     body: dict[str, Any]
     prompt_bytes: int
     job_id: str = field(default_factory=lambda: new_job_id("sample"))
-    result: Future[SampleResponse] = field(default_factory=Future)
+    result: JobFuture[SampleResponse] = field(default_factory=JobFuture)
     submission: Submission | None = None
     sequence_ids: list[str] | None = None
     _random: random.Random = field(default_factory=random.Random)
@@ -190,6 +190,8 @@ class SampleJob:
                 await gate.release_bytes(size)
 
     async def _post(self, transport: Any) -> None:
+        # Again: another sample may have hit a 429 while this one queued at the gates.
+        await self.windows.wait(self.tenant)
         submission = Submission(
             path="asample",
             request_type="Sample",
@@ -198,8 +200,10 @@ class SampleJob:
             sdk_method="SamplingClient.sample",
         )
         try:
+            # No HTTP-layer retries (PROTOCOL §4.3): a 429 must open the tenant's window
+            # rather than be retried blindly, and run() retries everything else itself.
             promise = await submission.submit(
-                transport, headers={"X-Tinker-Sampling-Backpressure": "1"}
+                transport, headers={"X-Tinker-Sampling-Backpressure": "1"}, max_retries=0
             )
         except APIStatusError as exc:
             if exc.status_code >= 500 or exc.status_code in (408, 409):
@@ -207,6 +211,7 @@ class SampleJob:
             raise
         self.sequence_ids = promise.sample_sequence_ids
         self.submission = submission
+        self.result.submitted(submission.request_id, submission.request_type)
 
     def _window_for(self, exc: RateLimitError) -> float:
         if exc.retry_after is not None and 0 < exc.retry_after <= 60:

@@ -36,8 +36,13 @@ class Submission:
     roundtrip: float | None = None
 
     async def submit(
-        self, transport: Transport, headers: Mapping[str, str] | None = None
+        self,
+        transport: Transport,
+        headers: Mapping[str, str] | None = None,
+        *,
+        max_retries: int | None = None,
     ) -> UntypedAPIFuture:
+        """POST once (with ``max_retries`` HTTP-layer retries, default the config's)."""
         started = time.monotonic()
         raw = await transport.request_json(
             "POST",
@@ -46,6 +51,7 @@ class Submission:
             content=self.content,
             content_type=PROTOBUF_CONTENT_TYPE if self.content is not None else None,
             headers=headers,
+            max_retries=max_retries,
             sdk_method=self.sdk_method,
         )
         promise = UntypedAPIFuture.model_validate(raw)

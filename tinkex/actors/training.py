@@ -40,7 +40,7 @@ from tinkex.types import (
 
 from .base import TinkexActor
 from .io_loop import LoopContext
-from .jobs import Sequencer, complete, new_job_id
+from .jobs import JobFuture, Sequencer, complete, new_job_id
 from .submission import Submission, await_result
 
 if TYPE_CHECKING:
@@ -81,12 +81,14 @@ class TrainingJob:
     expects_protobuf: bool
     combine: Callable[[list[Any]], Any]
     job_id: str = field(default_factory=lambda: new_job_id("train"))
-    result: Future[Any] = field(default_factory=Future)
+    result: JobFuture[Any] = field(default_factory=JobFuture)
 
     async def run(self, ctx: LoopContext) -> None:
         transport = ctx.transport(self.state.config)
         if any(s.request_id is None for s in self.submissions):
             await self._submit_in_turn(transport)
+        first = self.submissions[0]
+        self.result.submitted(first.request_id, first.request_type)
         results = await asyncio.gather(
             *(
                 await_result(

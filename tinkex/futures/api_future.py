@@ -113,12 +113,16 @@ class APIFuture(Generic[T]):
 
     @property
     def request_id(self) -> str | None:
-        """The server's request id, once the request was submitted (``None`` before)."""
+        """The server's request id, once the request was submitted (``None`` before).
+
+        Besides :meth:`set_request`, a wrapped future that has a ``request_id`` attribute
+        (those of the client's jobs do) provides it.
+        """
         with self._lock:
             own, parent = self._request_id, self._parent
         if own is None and parent is not None:
             return parent.request_id
-        return own
+        return own if own is not None else _attribute(self._future, "request_id")
 
     @property
     def request_type(self) -> str | None:
@@ -127,7 +131,7 @@ class APIFuture(Generic[T]):
             own, parent = self._request_type, self._parent
         if own is None and parent is not None:
             return parent.request_type
-        return own
+        return own if own is not None else _attribute(self._future, "request_type")
 
     def set_request(self, request_id: str, request_type: str | None = None) -> None:
         """Record the request id (and type) once the submission returned its promise."""
@@ -387,6 +391,11 @@ def _copy_state(source: concurrent.futures.Future[T], waiter: asyncio.Future[T])
         waiter.set_exception(error)
     else:
         waiter.set_result(source.result())
+
+
+def _attribute(future: concurrent.futures.Future[Any], name: str) -> str | None:
+    value = getattr(future, name, None)
+    return value if isinstance(value, str) else None
 
 
 def _seconds(timeout: float | None) -> str:
