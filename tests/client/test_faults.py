@@ -150,8 +150,8 @@ def test_another_tenant_is_not_held_by_a_tenants_window(
 # --- training submissions: 5xx and dropped connections -----------------------------------
 
 
-def _train(url: str) -> np.ndarray:
-    with tinkex.ServiceClient(base_url=url, api_key=new_key()) as service:
+def _train(url: str, **config: Any) -> np.ndarray:
+    with tinkex.ServiceClient(base_url=url, api_key=new_key(), **config) as service:
         client = service.create_lora_training_client(BASE_MODEL, rank=4, seed=7).result(timeout=60)
         for _ in range(3):
             client.forward_backward(BATCH, "cross_entropy")
@@ -168,6 +168,30 @@ def test_every_training_step_is_applied_exactly_once_despite_5xx_and_drops(
     logprobs = _train(faulty.url)
     assert _injected(faulty, "submit_5xx_rate") > 0
     assert _injected(faulty, "submit_drop_rate") > 0  # applied, answer lost, submitted again
+    np.testing.assert_array_equal(logprobs, _train(clean.url))
+
+
+def test_training_429s_open_the_tenants_window_and_are_sat_out(
+    serve: Callable[..., Any],
+) -> None:
+    """With no HTTP-layer retries, every 429 on a training submission reaches the job, which
+    opens the tenant's window, waits it out and sends the same seq_id again."""
+    faulty = serve("submit_429_rate=0.3,seed=4")
+    clean = serve()
+    windows: list[dict[str, Any]] = []
+    telemetry.attach(
+        "test-training-429",
+        "tinkex.rate_limit.backoff",
+        lambda event, measurements, metadata: windows.append(metadata),
+    )
+    try:
+        logprobs = _train(faulty.url, max_retries=0)
+    finally:
+        telemetry.detach("test-training-429")
+    training_windows = [
+        w for w in windows if w["reason"] in ("forward_backward 429", "optim_step 429")
+    ]
+    assert training_windows, "no training 429 opened a window"
     np.testing.assert_array_equal(logprobs, _train(clean.url))
 
 

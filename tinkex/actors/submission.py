@@ -14,12 +14,18 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tinkex.errors import RateLimitError
 from tinkex.futures import poll_future
 from tinkex.protocol import PROTOBUF_CONTENT_TYPE
 from tinkex.transport import Transport
 from tinkex.types import UntypedAPIFuture
 
+from .rate_limiter import RateWindows
+
 T = TypeVar("T")
+
+MAX_WINDOW_ROUNDS = 30
+"""How many 429 windows one submission sits out before its caller sees the RateLimitError."""
 
 
 @dataclass
@@ -58,6 +64,28 @@ class Submission:
         self.request_id = promise.request_id
         self.roundtrip = time.monotonic() - started
         return promise
+
+    async def submit_in_window(
+        self,
+        transport: Transport,
+        windows: RateWindows,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_retries: int | None = None,
+    ) -> UntypedAPIFuture:
+        """Submit once the tenant's 429 window is closed; a 429 that outlives the HTTP-layer
+        retries opens the window, and the same request is sent again after it."""
+        tenant = transport.config.tenant
+        for round_ in range(MAX_WINDOW_ROUNDS):
+            await windows.wait(tenant)
+            try:
+                return await self.submit(transport, headers, max_retries=max_retries)
+            except RateLimitError as exc:
+                if round_ == MAX_WINDOW_ROUNDS - 1:
+                    raise
+                seconds = exc.retry_after if exc.retry_after and exc.retry_after <= 60 else 1.0
+                windows.backoff(tenant, seconds, reason=f"{self.path} 429")
+        raise AssertionError("unreachable")
 
 
 def retrieve_sender(

@@ -41,6 +41,7 @@ from tinkex.types import (
 from .base import TinkexActor
 from .io_loop import LoopContext
 from .jobs import JobFuture, Sequencer, complete, new_job_id
+from .rate_limiter import RateWindows
 from .submission import Submission, await_result
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class ModelState:
     model_id: str
     session_id: str
     config: Config
+    windows: RateWindows
+    """The tenant's 429 windows (the rate limiter's), which every submission sits out."""
     sequencer: Sequencer = field(default_factory=lambda: Sequencer(1))
     _counter: Any = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -109,9 +112,12 @@ class TrainingJob:
         await sequencer.wait_turn(min(seq_ids))
         first, *rest = self.submissions
         try:
-            await asyncio.gather(*(s.submit(transport) for s in rest if s.request_id is None))
+            windows = self.state.windows
+            await asyncio.gather(
+                *(s.submit_in_window(transport, windows) for s in rest if s.request_id is None)
+            )
             if first.request_id is None:
-                await first.submit(transport)
+                await first.submit_in_window(transport, windows)
         except asyncio.CancelledError:
             raise  # the loop is restarting: this job runs again and resubmits, in turn
         finally:

@@ -165,12 +165,16 @@ class ServiceClient:
             )
             return model_id, GetInfoResponse.model_validate(raw)
 
-        job = OneShotJob(self.config, submission, decode, get_info, {"session_id": session})
+        windows = self._runtime.windows()
+        job = OneShotJob(
+            self.config, submission, decode, get_info, windows, {"session_id": session}
+        )
         self._runtime.loop().spawn(job)
 
         def to_client(created: tuple[str, GetInfoResponse]) -> TrainingClient:
             model_id, info = created
-            return TrainingClient(self, ModelState(model_id, session, self.config), info)
+            state = ModelState(model_id, session, self.config, windows)
+            return TrainingClient(self, state, info)
 
         return self._runtime.future(job.result).map(to_client)
 

@@ -180,6 +180,10 @@ class Routes:
 
     async def _submitted(self, submit: Any) -> Response:
         """Answer a submission with its promise, honouring the submit fault knobs."""
+        if self.faults.roll("submit_429_rate"):
+            return error_response(
+                429, "fault injection: too many requests", headers={"Retry-After": "1"}
+            )
         if self.faults.roll("submit_5xx_rate"):
             return error_response(503, "fault injection: service unavailable")
         future: UntypedAPIFuture = submit()

@@ -21,6 +21,8 @@ class FaultProfile:
     seed: int = 0
     sample_429_rate: float = 0.0
     """``/asample`` answers 429 (with ``Retry-After``) instead of accepting the request."""
+    submit_429_rate: float = 0.0
+    """Submissions (training ops, model creation, sampling) answer 429 with ``Retry-After: 1``."""
     submit_5xx_rate: float = 0.0
     """Submissions (training ops, sampling) answer 503 before doing anything."""
     submit_drop_rate: float = 0.0
