@@ -74,22 +74,45 @@ def test_training_loop_checkpoints_and_sampling(service: tinkex.ServiceClient) -
 
 
 def test_the_same_loop_in_asyncio(base_url: str) -> None:
-    async def main() -> list[float]:
+    async def main() -> None:
         with tinkex.ServiceClient(base_url=base_url, api_key=API_KEY) as service:
             created = await service.create_lora_training_client_async(BASE_MODEL, rank=8, seed=3)
             client = await created
             losses = []
-            for _ in range(5):
+            for _ in range(20):
                 fwdbwd = await client.forward_backward_async(BATCH, "cross_entropy")
                 step = await client.optim_step_async(ADAM)
                 losses.append((await fwdbwd).metrics["loss:sum"])
                 await step
-            sampler = await client.save_weights_and_get_sampling_client()
-            response = await sampler.sample(
-                ModelInput.from_ints(list(b"one")), 1, SamplingParams(max_tokens=4, seed=1)
+            assert losses[-1] < 0.6 * losses[0], losses
+            path = (await (await client.save_state_async("async-loop"))).path
+            restored = await (
+                await service.create_training_client_from_state_with_optimizer_async(path)
             )
-            assert len(response.sequences) == 1
-            return losses
+            restored_out = await (await restored.forward_async(BATCH, "cross_entropy"))
+            original_out = await (await client.forward_async(BATCH, "cross_entropy"))
+            assert restored_out.metrics == original_out.metrics
+            sampler = await (await client.save_weights_and_get_sampling_client_async())
+            prompt = ModelInput.from_ints(list(b"one"))
+            params = SamplingParams(max_tokens=6, seed=1, stop=[])
+            first = await (await sampler.sample_async(prompt, 2, params))
+            second = await sampler.sample(prompt, 2, params)
+            assert [s.tokens for s in first.sequences] == [s.tokens for s in second.sequences]
+            logprobs = await (await sampler.compute_logprobs_async(prompt))
+            assert logprobs[0] is None and len(logprobs) == 3
+        await service.close_async()
 
-    losses = asyncio.run(main())
-    assert losses[-1] < losses[0]
+    asyncio.run(main())
+
+
+def test_a_batch_over_1024_datums_is_chunked_and_merged(service: tinkex.ServiceClient) -> None:
+    client = service.create_lora_training_client(BASE_MODEL, rank=4).result(timeout=60)
+    data = [_datum(f"{i % 97} {i % 89}") for i in range(1100)]
+    out = client.forward(data, "cross_entropy").result(timeout=120)
+    assert len(out.loss_fn_outputs) == 1100
+    for datum, output in zip(data, out.loss_fn_outputs, strict=True):
+        assert len(output["logprobs"].data) == len(datum.loss_fn_inputs["target_tokens"].data)
+    total = -sum(float(np.sum(o["logprobs"].to_numpy())) for o in out.loss_fn_outputs)
+    assert out.metrics["loss:sum"] == pytest.approx(total, rel=1e-5)
+    # Two requests (1,024 + 76 datums), numbered 1 and 2: the next call is seq_id 3.
+    assert client._state.reserve(1) == [3]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from tinkex.actors.sampling import SamplerState, SamplingActor
@@ -63,10 +64,10 @@ class SamplingClient:
         return response.map(_prompt_logprobs)
 
     async def sample_async(self, *args: Any, **kwargs: Any) -> APIFuture[SampleResponse]:
-        return self.sample(*args, **kwargs)
+        return await asyncio.to_thread(self.sample, *args, **kwargs)
 
     async def compute_logprobs_async(self, prompt: ModelInput) -> APIFuture[list[float | None]]:
-        return self.compute_logprobs(prompt)
+        return await asyncio.to_thread(self.compute_logprobs, prompt)
 
 
 def _prompt_logprobs(response: SampleResponse) -> list[float | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from types import TracebackType
 from typing import Any, Literal
@@ -30,7 +31,6 @@ from ._oneshot import OneShotJob
 from .sampling import SamplingClient
 from .training import TrainingClient
 
-CALL_TIMEOUT = 120.0
 
 
 class ServiceClient:
@@ -242,26 +242,39 @@ class ServiceClient:
             return APIFuture.failed(exc)
         return APIFuture.completed(None)
 
-    # asyncio twins: the same calls; await the coroutine to get the APIFuture
+    # asyncio twins: the same calls, made from a worker thread so that the event loop never
+    # blocks (opening the session waits for the network); await to get the APIFuture
     async def create_lora_training_client_async(
         self, *args: Any, **kwargs: Any
     ) -> APIFuture[TrainingClient]:
-        return self.create_lora_training_client(*args, **kwargs)
+        return await asyncio.to_thread(self.create_lora_training_client, *args, **kwargs)
 
     async def create_training_client_from_state_async(
         self, *args: Any, **kwargs: Any
     ) -> APIFuture[TrainingClient]:
-        return self.create_training_client_from_state(*args, **kwargs)
+        return await asyncio.to_thread(self.create_training_client_from_state, *args, **kwargs)
 
     async def create_training_client_from_state_with_optimizer_async(
         self, *args: Any, **kwargs: Any
     ) -> APIFuture[TrainingClient]:
-        return self.create_training_client_from_state_with_optimizer(*args, **kwargs)
+        return await asyncio.to_thread(
+            self.create_training_client_from_state_with_optimizer, *args, **kwargs
+        )
 
     async def create_sampling_client_async(
         self, *args: Any, **kwargs: Any
     ) -> APIFuture[SamplingClient]:
-        return self.create_sampling_client(*args, **kwargs)
+        return await asyncio.to_thread(self.create_sampling_client, *args, **kwargs)
+
+    async def get_server_capabilities_async(self) -> APIFuture[GetServerCapabilitiesResponse]:
+        return await asyncio.to_thread(self.get_server_capabilities)
+
+    async def close_async(
+        self,
+        status: Literal["success", "errored", "interrupted"] = "success",
+        detail: str | None = None,
+    ) -> APIFuture[None]:
+        return await asyncio.to_thread(self.close, status, detail)
 
     def __enter__(self) -> ServiceClient:
         return self

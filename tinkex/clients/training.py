@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -132,28 +133,35 @@ class TrainingClient:
     def create_sampling_client(self, model_path: str) -> APIFuture[SamplingClient]:
         return self._service.create_sampling_client(model_path=model_path)
 
-    # asyncio twins: the same calls; await the coroutine to get the APIFuture
+    # asyncio twins: the same calls, made from a worker thread so that the event loop never
+    # blocks (not even for the call into the actor); await the coroutine to get the APIFuture
     async def forward_async(self, *args: Any, **kwargs: Any) -> APIFuture[ForwardBackwardOutput]:
-        return self.forward(*args, **kwargs)
+        return await asyncio.to_thread(self.forward, *args, **kwargs)
 
     async def forward_backward_async(
         self, *args: Any, **kwargs: Any
     ) -> APIFuture[ForwardBackwardOutput]:
-        return self.forward_backward(*args, **kwargs)
+        return await asyncio.to_thread(self.forward_backward, *args, **kwargs)
 
     async def optim_step_async(self, *args: Any, **kwargs: Any) -> APIFuture[OptimStepResponse]:
-        return self.optim_step(*args, **kwargs)
+        return await asyncio.to_thread(self.optim_step, *args, **kwargs)
 
     async def save_state_async(self, *args: Any, **kwargs: Any) -> APIFuture[SaveWeightsResponse]:
-        return self.save_state(*args, **kwargs)
+        return await asyncio.to_thread(self.save_state, *args, **kwargs)
 
     async def save_weights_for_sampler_async(
         self, *args: Any, **kwargs: Any
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
-        return self.save_weights_for_sampler(*args, **kwargs)
+        return await asyncio.to_thread(self.save_weights_for_sampler, *args, **kwargs)
+
+    async def load_state_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
+        return await asyncio.to_thread(self.load_state, path)
+
+    async def load_state_with_optimizer_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
+        return await asyncio.to_thread(self.load_state_with_optimizer, path)
 
     async def save_weights_and_get_sampling_client_async(self) -> APIFuture[SamplingClient]:
-        return self.save_weights_and_get_sampling_client()
+        return await asyncio.to_thread(self.save_weights_and_get_sampling_client)
 
 
 def _datums(data: Sequence[Datum]) -> list[Datum]:
