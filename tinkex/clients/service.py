@@ -32,7 +32,6 @@ from .sampling import SamplingClient
 from .training import TrainingClient
 
 
-
 class ServiceClient:
     """Talks to one Tinker service (or ``tinkex serve``) as one session.
 
