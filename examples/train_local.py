@@ -1,8 +1,9 @@
 """The main job: fine-tune the built-in model on the embedded local backend, then sample.
 
 Starts ``tinkex serve`` in-process on a free 127.0.0.1 port (no account, no network) and
-drives it with the official ``tinker`` SDK, unchanged: a short LoRA run with cross-entropy,
-a checkpoint, and samples from the trained weights.
+drives it with the tinkex client: a short LoRA run with cross-entropy, a checkpoint, and
+samples from the trained weights. The script is also valid code for the official ``tinker``
+SDK: replace the two tinkex imports with ``import tinker`` / ``from tinker import types``.
 
     python examples/train_local.py [--steps 30]
 """
@@ -14,9 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import tinker
-from tinker import types
-
+import tinkex
+from tinkex import types
 from tinkex.local import LocalServer, ServerConfig
 
 BASE_MODEL = "tinkex/tiny-llama"
@@ -49,7 +49,7 @@ def main() -> None:
         LocalServer(ServerConfig(port=0, data_dir=Path(data_dir))) as server,
     ):
         print(f"local Tinker backend at {server.url} (model {BASE_MODEL})")
-        service = tinker.ServiceClient(base_url=server.url, api_key=API_KEY)
+        service = tinkex.ServiceClient(base_url=server.url, api_key=API_KEY)
         training = service.create_lora_training_client(
             base_model=BASE_MODEL, rank=args.rank, seed=0
         ).result()

@@ -116,8 +116,14 @@ class TrainingClient:
         """Save the adapter as ``tinker://<run>/sampler_weights/<name>`` for sampling."""
         return self._call("save_weights_for_sampler", name, ttl_seconds, None, user_metadata)
 
-    def save_weights_and_get_sampling_client(self) -> APIFuture[SamplingClient]:
-        """A sampling client on a snapshot of the current weights (nothing named is saved)."""
+    def save_weights_and_get_sampling_client(
+        self, name: str | None = None
+    ) -> APIFuture[SamplingClient]:
+        """A sampling client on a snapshot of the current weights (nothing named is saved).
+
+        ``name`` is accepted for code written for the official SDK, where it no longer has
+        any effect either; use :meth:`save_weights_for_sampler` for a named checkpoint.
+        """
         session = self._state.session_id
         service = self._service
         seq = service._runtime.call("session_manager", "next_sampling_seq_id", session)
@@ -160,8 +166,10 @@ class TrainingClient:
     async def load_state_with_optimizer_async(self, path: str) -> APIFuture[LoadWeightsResponse]:
         return await asyncio.to_thread(self.load_state_with_optimizer, path)
 
-    async def save_weights_and_get_sampling_client_async(self) -> APIFuture[SamplingClient]:
-        return await asyncio.to_thread(self.save_weights_and_get_sampling_client)
+    async def save_weights_and_get_sampling_client_async(
+        self, name: str | None = None
+    ) -> APIFuture[SamplingClient]:
+        return await asyncio.to_thread(self.save_weights_and_get_sampling_client, name)
 
 
 def _datums(data: Sequence[Datum]) -> list[Datum]:
