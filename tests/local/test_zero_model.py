@@ -43,10 +43,11 @@ def client(zero_url: str) -> Iterator[tinkex.ServiceClient]:
         yield service
 
 
-def test_served_only_when_asked_for(official: tinker.ServiceClient) -> None:
+def test_served_only_when_asked_for(zero_url: str) -> None:
     assert ModelCatalog(()).names == ["tinkex/tiny-llama"]
     assert isinstance(load_base_model(ZERO_MODEL), ZeroModel)
-    models = official.get_server_capabilities().supported_models
+    rest = tinker.RestClient(base_url=zero_url, api_key=API_KEY)
+    models = rest.get_server_capabilities().result(timeout=30).supported_models
     assert [m.model_name for m in models] == [ZERO_MODEL]
 
 
