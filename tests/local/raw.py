@@ -58,7 +58,8 @@ class RawTinker:
         session_id: str = body["session_id"]
         return session_id
 
-    def model(self, session_id: str, seq: int = 0, rank: int = 4, seed: int = 0) -> str:
+    def submit_model(self, session_id: str, seq: int = 0, rank: int = 4, seed: int = 0) -> str:
+        """POST create_model; returns the promise's request id."""
         body = self.ok(
             "create_model",
             {
@@ -68,7 +69,11 @@ class RawTinker:
                 "lora_config": {"rank": rank, "seed": seed},
             },
         )
-        result = self.result(body["request_id"])
+        request_id: str = body["request_id"]
+        return request_id
+
+    def model(self, session_id: str, seq: int = 0, rank: int = 4, seed: int = 0) -> str:
+        result = self.result(self.submit_model(session_id, seq, rank, seed))
         assert "model_id" in result, result
         model_id: str = result["model_id"]
         return model_id

@@ -86,10 +86,7 @@ def test_sampling_backpressure_429_is_waited_out(faulty: LocalServer) -> None:
 def test_paused_polls_answer_try_again_with_the_state(faulty: LocalServer) -> None:
     raw = RawTinker(faulty.url)
     try:
-        promise = raw.ok(
-            "create_model",
-            {"session_id": raw.session(), "model_seq_id": 0, "base_model": BASE_MODEL},
-        )["request_id"]
+        promise = raw.submit_model(raw.session())
         polls = [raw.poll(promise) for _ in range(3)]
         assert [p.body["queue_state"] for p in polls] == ["paused_rate_limit"] * 3
         assert all(p.status == 200 and p.body["type"] == "try_again" for p in polls)
@@ -102,10 +99,7 @@ def test_paused_polls_answer_try_again_with_the_state(faulty: LocalServer) -> No
 def test_expired_promises_answer_410(faulty: LocalServer) -> None:
     raw = RawTinker(faulty.url)
     try:
-        promise = raw.ok(
-            "create_model",
-            {"session_id": raw.session(), "model_seq_id": 0, "base_model": BASE_MODEL},
-        )["request_id"]
+        promise = raw.submit_model(raw.session())
         first, second = raw.poll(promise), raw.poll(promise)
     finally:
         raw.close()
@@ -128,10 +122,7 @@ def test_heartbeat_failures(faulty: LocalServer) -> None:
 def test_slow_polls_still_deliver(faulty: LocalServer) -> None:
     raw = RawTinker(faulty.url)
     try:
-        promise = raw.ok(
-            "create_model",
-            {"session_id": raw.session(), "model_seq_id": 0, "base_model": BASE_MODEL},
-        )["request_id"]
+        promise = raw.submit_model(raw.session())
         assert "model_id" in raw.result(promise)
     finally:
         raw.close()
