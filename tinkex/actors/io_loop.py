@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -70,6 +71,10 @@ class LoopHandle:
         self.loop = loop
         self._board = board
         self._ctx = ctx
+        self._incoming: deque[Job] = deque()
+        self._wake_pending = False
+        self._incoming_lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def alive(self) -> bool:
@@ -81,9 +86,31 @@ class LoopHandle:
         self._schedule(job)
 
     def _schedule(self, job: Job) -> None:
+        # Jobs handed over in a burst share one wake-up of the loop: every wake-up is a write
+        # to the loop's self-pipe, and under load each one costs a GIL hand-off (milliseconds).
         if not self.alive:
             raise LoopStoppedError("the I/O loop is restarting; the job will run on the next one")
-        asyncio.run_coroutine_threadsafe(self._run(job), self.loop)
+        with self._incoming_lock:
+            self._incoming.append(job)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._start_incoming)
+        except RuntimeError:  # closed meanwhile; the job stays on the board for the next loop
+            raise LoopStoppedError(
+                "the I/O loop stopped; the job will run on the next one"
+            ) from None
+
+    def _start_incoming(self) -> None:
+        with self._incoming_lock:
+            jobs = list(self._incoming)
+            self._incoming.clear()
+            self._wake_pending = False
+        for job in jobs:
+            task = self.loop.create_task(self._run(job))
+            self._tasks.add(task)  # the loop only holds weak references to tasks
+            task.add_done_callback(self._tasks.discard)
 
     async def _run(self, job: Job) -> None:
         try:

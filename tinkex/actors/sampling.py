@@ -56,6 +56,9 @@ PROGRESS_TIMEOUT = 7200.0
 RETRY_DELAY_BASE = 0.5
 RETRY_DELAY_MAX = 10.0
 
+_JITTER = random.Random()
+"""Backoff jitter, drawn on the I/O loop thread only (seeding one per sample is costly)."""
+
 
 class SamplingStuckError(TinkexError):
     """A sample made no progress (only transient failures) for the progress timeout."""
@@ -124,7 +127,6 @@ class SampleJob:
     result: JobFuture[SampleResponse] = field(default_factory=JobFuture)
     submission: Submission | None = None
     sequence_ids: list[str] | None = None
-    _random: random.Random = field(default_factory=random.Random)
 
     @property
     def tenant(self) -> Hashable:
@@ -162,7 +164,7 @@ class SampleJob:
             except (APIConnectionError, _TransientStatus) as exc:
                 failures += 1
                 delay = min(RETRY_DELAY_BASE * 2**failures, RETRY_DELAY_MAX)
-                delay *= self._random.uniform(0.75, 1.25)
+                delay *= _JITTER.uniform(0.75, 1.25)
                 telemetry.execute(
                     "tinkex.retry.sample",
                     {"delay": delay, "attempt": failures},
