@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +13,9 @@ from tinkex.actors.session_manager import HeartbeatJob
 from tinkex.transport import PoolRegistry
 
 
-def _run_heartbeats(url: str, key: str, session_id: str, until: threading.Event) -> HeartbeatJob:
-    """Run one heartbeat job (every 10 ms, warning after 50 ms) until ``until`` or its end."""
+def _run_heartbeats(url: str, key: str, session_id: str, stop_on: str | None) -> HeartbeatJob:
+    """Run one heartbeat job (every 10 ms, warning after 50 ms) until it ends by itself or,
+    when ``stop_on`` names a telemetry event, until that event is emitted."""
     job = HeartbeatJob(
         config=Config(api_key=key, base_url=url, max_retries=0),
         session_id=session_id,
@@ -25,14 +25,20 @@ def _run_heartbeats(url: str, key: str, session_id: str, until: threading.Event)
 
     async def main() -> None:
         pools = PoolRegistry()
+        seen = asyncio.Event()  # the job emits on this loop's thread, so set() is safe here
+        if stop_on is not None:
+            telemetry.attach("test-heartbeat-stop", stop_on, lambda *_: seen.set())
         task = asyncio.create_task(job.run(LoopContext(pools)))
-        deadline = asyncio.get_running_loop().time() + 20.0
-        while not task.done() and not until.is_set():
-            assert asyncio.get_running_loop().time() < deadline, "heartbeats never settled"
-            await asyncio.sleep(0.01)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await pools.aclose()
+        waiter = asyncio.create_task(seen.wait())
+        try:
+            await asyncio.wait({task, waiter}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if stop_on is not None:
+                telemetry.detach("test-heartbeat-stop")
+            for pending in (task, waiter):
+                pending.cancel()
+            await asyncio.gather(task, waiter, return_exceptions=True)
+            await pools.aclose()
 
     asyncio.run(main())
     return job
@@ -51,22 +57,19 @@ def _session(url: str, key: str) -> str:
 def test_failing_heartbeats_warn_once(serve: Callable[..., Any]) -> None:
     server = serve("heartbeat_fail_rate=1")
     key = new_key()
-    warned = threading.Event()
     warnings: list[dict[str, Any]] = []
-
-    def on_warning(event: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        warnings.append(metadata)
-        warned.set()
-
-    telemetry.attach("test-heartbeat-warning", "tinkex.session.heartbeat_warning", on_warning)
+    telemetry.attach(
+        "test-heartbeat-warning",
+        "tinkex.session.heartbeat_warning",
+        lambda event, measurements, metadata: warnings.append(metadata),
+    )
     try:
         session_id = _session(server.url, key)
-        job = _run_heartbeats(server.url, key, session_id, warned)
+        job = _run_heartbeats(server.url, key, session_id, "tinkex.session.heartbeat_warning")
     finally:
         telemetry.detach("test-heartbeat-warning")
-    assert warned.is_set()
     assert warnings == [{"session_id": session_id}]
-    assert job.warned
+    assert job.warned and not job.result.done()
 
 
 def test_heartbeats_stop_when_the_session_has_ended(serve: Callable[..., Any]) -> None:
@@ -80,5 +83,5 @@ def test_heartbeats_stop_when_the_session_has_ended(serve: Callable[..., Any]) -
         json={"reason": {"type": "success"}},
         headers={"X-API-Key": key},
     )
-    job = _run_heartbeats(server.url, key, session_id, threading.Event())
+    job = _run_heartbeats(server.url, key, session_id, None)
     assert job.result.done(), "a 410 ends the heartbeat job"

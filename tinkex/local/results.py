@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from tinkex.protocol import SequenceArrays, encode_forward_backward_output, encode_sample_response
+from tinkex.protocol import (
+    SequenceArrays,
+    encode_forward_backward_output,
+    encode_sample_response,
+    topk_from_arrays,
+)
 from tinkex.types import SampledSequence, SampleResponse, TensorData
 
 from .model import ForwardBackwardResult, SampleOutput
@@ -51,7 +56,7 @@ class SamplePayload:
                 for seq, sequence_id in zip(self.output.sequences, self.sequence_ids, strict=True)
             ],
             prompt_logprobs=None if prompt_logprobs is None else _nan_to_none(prompt_logprobs),
-            topk_prompt_logprobs=None if topk is None else _topk_rows(*topk),
+            topk_prompt_logprobs=None if topk is None else topk_from_arrays(*topk),
         )
         return response.to_wire()
 
@@ -68,14 +73,3 @@ class SamplePayload:
 
 def _nan_to_none(values: np.ndarray) -> list[float | None]:
     return [None if np.isnan(v) else float(v) for v in values.tolist()]
-
-
-def _topk_rows(ids: np.ndarray, logprobs: np.ndarray) -> list[list[tuple[int, float]] | None]:
-    rows: list[list[tuple[int, float]] | None] = [None]
-    for row_ids, row_lps in zip(ids[1:].tolist(), logprobs[1:].tolist(), strict=True):
-        rows.append(list(zip(row_ids, row_lps, strict=True)))
-    return rows
-
-
-def metrics_only(metrics: Mapping[str, float]) -> dict[str, Any]:
-    return {"metrics": dict(metrics)}

@@ -67,7 +67,7 @@ from .model import (
     TrainableModel,
 )
 from .promises import JsonResult, PromiseStore
-from .results import ForwardBackwardPayload, SamplePayload, metrics_only
+from .results import ForwardBackwardPayload, SamplePayload
 from .store import RunRow, SessionRow, Store, StoredCheckpoint, check_checkpoint_name, check_ttl
 
 log = logging.getLogger("tinkex.local.service")
@@ -398,7 +398,7 @@ class LocalService:
             state = _usable_state(lane)
             metrics = state.model.optim_step(AdamConfig(**params.model_dump()))
             self.store.touch_run(lane.model_id)
-            return JsonResult(metrics_only(metrics))
+            return JsonResult({"metrics": dict(metrics)})
 
         request_id = self.engine.submit_ordered(
             lane, req.seq_id, "OptimStep", run, on_crash=self._corrupt(lane)

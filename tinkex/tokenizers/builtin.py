@@ -9,6 +9,10 @@ fixed ids: ``<|bos|>`` = 256, ``<|eos|>`` = 257, ``<|pad|>`` = 258 (vocabulary s
 As with every Hugging Face tokenizer, the literal text of a special token (``"<|eos|>"``)
 inside the input encodes to that special token, and ``decode`` drops special tokens unless
 ``skip_special_tokens=False``. There is no chat template.
+
+This module is the one piece ``tinkex.local`` shares with the client besides ``types`` and
+``protocol``: the server's built-in model and the client's tokenizer lookup must agree on
+the tokenizer byte for byte, and both build it here, offline. It imports nothing of tinkex.
 """
 
 from __future__ import annotations
