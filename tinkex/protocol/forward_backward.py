@@ -253,8 +253,10 @@ def decode_forward_backward_output(body: bytes) -> ForwardBackwardOutput:
             datum: dict[str, TensorData] = {}
             for name, (dtype, per_datum) in fields.items():
                 array = per_datum[datum_index]
+                flat = array.reshape(-1)  # a fresh array of the dtype: safe to adopt as is
+                flat.flags.writeable = False
                 datum[name] = TensorData.model_construct(
-                    data=array.reshape(-1).tolist(),
+                    data=flat,
                     dtype=dtype,
                     shape=[int(n) for n in array.shape],
                     sparse_crow_indices=None,

@@ -129,13 +129,13 @@ def _fill_tensor(msg: pb.Tensor, value: TensorData | npt.ArrayLike) -> None:
         if value.is_sparse:
             assert value.shape is not None
             msg.shape.extend(value.shape)
-            msg.sparse_csr.values = _to_wire_bytes(value.data, value.dtype)
+            msg.sparse_csr.values = _to_wire_bytes(value.array, value.dtype)
             msg.sparse_csr.crow_indices = _to_wire_bytes(value.sparse_crow_indices or [], "int64")
             msg.sparse_csr.col_indices = _to_wire_bytes(value.sparse_col_indices or [], "int64")
         else:
-            shape = value.shape if value.shape is not None else [len(value.data)]
+            shape = value.shape if value.shape is not None else [len(value.array)]
             msg.shape.extend(shape)
-            msg.dense = _to_wire_bytes(value.data, value.dtype)
+            msg.dense = _to_wire_bytes(value.array, value.dtype)
         return
     array = np.asarray(value)
     dtype = wire_dtype_for(array)
@@ -175,7 +175,7 @@ def decode_tensor(msg: pb.Tensor, *, what: str = "Tensor") -> TensorData:
     if msg.WhichOneof("encoding") == "sparse_csr":
         values, crow, col = _decode_csr(msg, shape, what)
         return TensorData(
-            data=values.tolist(),
+            data=values,
             dtype=dtype,
             shape=shape,
             sparse_crow_indices=crow.tolist(),
@@ -183,12 +183,12 @@ def decode_tensor(msg: pb.Tensor, *, what: str = "Tensor") -> TensorData:
         )
     values = _read_values(msg.dense, msg.dtype, what)
     if not shape:
-        return TensorData(data=values.tolist(), dtype=dtype)
+        return TensorData(data=values, dtype=dtype)
     if values.size != size:
         raise ValueError(
             f"{what}: shape {shape} needs {size} values but the tensor holds {values.size}"
         )
-    return TensorData(data=values.tolist(), dtype=dtype, shape=shape)
+    return TensorData(data=values, dtype=dtype, shape=shape)
 
 
 def _decode_csr(
@@ -253,7 +253,7 @@ def csr_from_dense(array: npt.ArrayLike, *, pad_value: float = 0) -> TensorData:
     crow = np.zeros(dense.shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=dense.shape[0]), out=crow[1:])
     return TensorData(
-        data=dense[rows, cols].tolist(),
+        data=dense[rows, cols],
         dtype=dtype,
         shape=[int(n) for n in dense.shape],
         sparse_crow_indices=crow.tolist(),
