@@ -1,11 +1,14 @@
 """tinkex: a supervised-actor SDK and local runtime for the Tinker fine-tuning API.
 
 ``import tinkex`` gives the clients, the futures, the configuration, the wire types and the
-error classes; ``from tinkex import telemetry`` the signal helpers.
+error classes; ``from tinkex import telemetry`` the signal helpers, ``from tinkex import
+metrics`` the request counters and latency percentiles (collecting from import on).
 """
 
-from . import telemetry
-from .clients import SamplingClient, ServiceClient, TrainingClient
+from . import metrics, telemetry
+from .actors.tokenizer_cache import get_tokenizer
+from .clients import RestClient, SamplingClient, ServiceClient, TrainingClient
+from .clients.custom_loss import CustomLossError
 from .config import Config
 from .errors import (
     APIConnectionError,
@@ -27,9 +30,12 @@ from .errors import (
     RetryableFutureError,
     TinkerError,
     TinkexError,
+    TokenizerError,
     UnprocessableEntityError,
 )
 from .futures import APIFuture
+from .recovery import RecoveryMonitor, RecoveryPolicy
+from .tokenizers import Tokenizer
 from .types import (
     AdamParams,
     Datum,
@@ -37,6 +43,7 @@ from .types import (
     ForwardBackwardOutput,
     ImageAssetPointerChunk,
     ImageChunk,
+    InvalidImageError,
     LoraConfig,
     ModelInput,
     SampledSequence,
@@ -61,6 +68,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConflictError",
+    "CustomLossError",
     "Datum",
     "EncodedTextChunk",
     "ForwardBackwardOutput",
@@ -68,12 +76,16 @@ __all__ = [
     "ImageAssetPointerChunk",
     "ImageChunk",
     "InternalServerError",
+    "InvalidImageError",
     "LoraConfig",
     "ModelInput",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RecoveryMonitor",
+    "RecoveryPolicy",
     "RequestFailedError",
+    "RestClient",
     "RetryableFutureError",
     "SampleResponse",
     "SampledSequence",
@@ -83,8 +95,12 @@ __all__ = [
     "TensorData",
     "TinkerError",
     "TinkexError",
+    "Tokenizer",
+    "TokenizerError",
     "TrainingClient",
     "UnprocessableEntityError",
     "__version__",
+    "get_tokenizer",
+    "metrics",
     "telemetry",
 ]

@@ -39,21 +39,28 @@ def open_service(
     data_dir: Path | None = None,
     models: Sequence[str] = (),
     announce: Callable[[str], None] | None = None,
+    faults: str | None = None,
     **config_fields: Any,
 ) -> Iterator[ServiceClient]:
     """Yield a :class:`ServiceClient` for the hosted service or an embedded local backend.
 
     ``local=None`` decides by :func:`wants_local_backend`. For a local backend, ``data_dir``
     holds its checkpoints (a temporary directory, removed at exit, when ``None``), ``models``
-    are extra ``--model`` sources, and ``announce`` is told the URL it listens on. The
+    are extra ``--model`` sources, ``faults`` a fault profile (``tinkex serve --faults``
+    syntax, e.g. ``"paused_polls=3"``), and ``announce`` is told the URL it listens on. The
     session is finished when the block exits (``success``, ``errored`` or ``interrupted``).
     """
     if local is None:
         local = wants_local_backend(config_fields.get("api_key"), config_fields.get("base_url"))
+    if faults and not local:
+        raise ValueError(
+            "open_service(faults=...) injects faults into the embedded local backend only; "
+            "drop it when talking to a remote service"
+        )
     with ExitStack() as stack:
         if local:
             try:
-                from .local import LocalServer, ModelSource, ServerConfig
+                from .local import FaultProfile, LocalServer, ModelSource, ServerConfig
             except ImportError as exc:
                 raise ConfigError(
                     f"the embedded local backend needs the 'local' extra ({exc}); install it "
@@ -67,6 +74,7 @@ def open_service(
                 port=0,
                 data_dir=data_dir,
                 models=tuple(ModelSource.parse(m) for m in models),
+                faults=FaultProfile.load(faults) if faults else FaultProfile(),
             )
             server = stack.enter_context(LocalServer(config))
             if announce is not None:

@@ -17,7 +17,8 @@ ported from it keeps its ``except`` clauses::
     │   ├── ResponseTooLargeError                          the answer exceeds the size limit
     │   └── RetryableFutureError                           a future answered 410 (expired)
     ├── RequestFailedError                                 the server ran the request and it failed
-    └── FutureTimeoutError (also TimeoutError)             waiting on a future timed out
+    ├── FutureTimeoutError (also TimeoutError)             waiting on a future timed out
+    └── TokenizerError                                     a tokenizer cannot be found or loaded
 
 Errors carry what a caller needs to react (status code, parsed body, a safe subset of the
 response headers, the request's method and URL) but never the request headers: API keys and
@@ -59,6 +60,7 @@ __all__ = [
     "RetryableFutureError",
     "TinkerError",
     "TinkexError",
+    "TokenizerError",
     "UnprocessableEntityError",
     "error_detail",
     "mask_secret",
@@ -378,6 +380,20 @@ class FutureTimeoutError(TinkexError, TimeoutError):
         self.message = message
         self.request_id = request_id
         self.timeout = timeout
+
+
+class TokenizerError(TinkexError):
+    """A tokenizer cannot be resolved, found or loaded.
+
+    The message names the tokenizer id tried, where it was looked for (a local path, the
+    Hugging Face cache directory) and how to provide the files offline. ``tokenizer_id`` is
+    the id (or local path) that was tried, when there was one.
+    """
+
+    def __init__(self, message: str, *, tokenizer_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.tokenizer_id = tokenizer_id
 
 
 # --- status → class --------------------------------------------------------------------------

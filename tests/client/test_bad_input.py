@@ -188,6 +188,25 @@ def test_a_rejected_training_input_is_a_user_error_and_harms_nothing(
     assert after.metrics == before.metrics, "no gradient of the rejected call was applied"
 
 
+@pytest.mark.parametrize(
+    ("data", "loss_fn_config"),
+    [
+        ([Datum(model_input=ModelInput.from_ints([2**40]), loss_fn_inputs={})], None),
+        ([GOOD], {"clip": object()}),
+    ],
+    ids=["token-beyond-int32", "unencodable-config"],
+)
+def test_a_call_that_cannot_be_encoded_fails_alone(
+    training: Any, data: list[Datum], loss_fn_config: Any
+) -> None:
+    _, client = training
+    with pytest.raises((ValueError, TypeError)):
+        client.forward_backward(data, "cross_entropy", loss_fn_config).result(timeout=60)
+    # No seq_id was used up: the next call is not stuck behind a hole in the sequence
+    # (the server would wait out its gap timeout, far longer than this result's).
+    client.forward([GOOD], "cross_entropy").result(timeout=60)
+
+
 def test_a_sample_with_an_out_of_range_token_is_a_user_error(training: Any) -> None:
     service, _ = training
     sampler = service.create_sampling_client(base_model=BASE_MODEL).result(timeout=30)

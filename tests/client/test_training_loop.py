@@ -115,4 +115,4 @@ def test_a_batch_over_1024_datums_is_chunked_and_merged(service: tinkex.ServiceC
     total = -sum(float(np.sum(o["logprobs"].to_numpy())) for o in out.loss_fn_outputs)
     assert out.metrics["loss:sum"] == pytest.approx(total, rel=1e-5)
     # Two requests (1,024 + 76 datums), numbered 1 and 2: the next call is seq_id 3.
-    assert client._state.reserve(1) == [3]
+    assert client._state.reserve(1, list) == [3]

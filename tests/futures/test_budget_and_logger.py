@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import pytest
 
-from tinkex import telemetry
 from tinkex.futures import (
-    QUEUE_STATE_CHANGE,
     ByteBudget,
-    QueueStateLogger,
     default_byte_budget,
     default_queue_state_reason,
     normalize_queue_state,
@@ -141,106 +137,3 @@ def test_default_reasons() -> None:
     assert default_queue_state_reason("paused_capacity", "sampling") == (
         "Tinker backend is running short on capacity, please wait"
     )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-
-
-def test_training_is_silent_for_15_minutes_then_warns_once_a_minute(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    clock = Clock()
-    log = QueueStateLogger("training", clock=clock)
-    with caplog.at_level(logging.WARNING, logger="tinkex.queue"):
-        assert not log.observe("paused_capacity")
-        clock.now += 899
-        assert not log.observe("paused_capacity")
-        clock.now += 1
-        assert log.observe("paused_rate_limit", subject="model m-1")  # still one pause
-        clock.now += 59
-        assert not log.observe("paused_capacity")
-        clock.now += 1
-        assert log.observe("paused_capacity", "server says wait")
-    assert warnings_of(caplog) == [
-        "Training is paused for model m-1 (paused_rate_limit): concurrent training clients "
-        "rate limit hit; waited 900 s so far",
-        "Training is paused (paused_capacity): server says wait; waited 960 s so far",
-    ]
-
-
-def test_active_ends_a_pause(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
-    log = QueueStateLogger("training", clock=clock)
-    with caplog.at_level(logging.WARNING, logger="tinkex.queue"):
-        log.observe("paused_capacity")
-        clock.now += 800
-        assert not log.observe("active")
-        log.observe("paused_capacity")  # a new pause starts the 15 minutes again
-        clock.now += 800
-        assert not log.observe("paused_capacity")
-        clock.now += 100
-        assert log.observe("paused_capacity")
-    assert len(warnings_of(caplog)) == 1
-
-
-def test_sampling_warns_at_once_then_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
-    log = QueueStateLogger("sampling", clock=clock)
-    with caplog.at_level(logging.WARNING, logger="tinkex.queue"):
-        assert log.observe("paused_rate_limit")
-        clock.now += 30
-        assert not log.observe("paused_rate_limit")
-        assert not log.observe("active")
-        assert not log.observe("paused_rate_limit")  # within 60 s of the last warning
-        clock.now += 30
-        assert log.observe("unknown", "odd")
-    assert warnings_of(caplog) == [
-        "Sampling is paused (paused_rate_limit): concurrent sampler weights limit hit; "
-        "waited 0 s so far",
-        "Sampling is paused (unknown): odd; waited 30 s so far",
-    ]
-
-
-def test_as_a_telemetry_handler_the_kind_follows_the_request_type(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    clock = Clock()
-    log = QueueStateLogger(clock=clock, logger=logging.getLogger("tests.queue"))
-    telemetry.attach("tests.futures.queue-logger", QUEUE_STATE_CHANGE, log)
-    try:
-        with caplog.at_level(logging.WARNING, logger="tests.queue"):
-            telemetry.execute(
-                QUEUE_STATE_CHANGE,
-                {"polls": 1},
-                {
-                    "request_type": "Sample",
-                    "queue_state": "paused_capacity",
-                    "queue_state_reason": None,
-                    "sampling_session_id": "s:sample:0",
-                },
-            )
-            telemetry.execute(
-                QUEUE_STATE_CHANGE,
-                {"polls": 1},
-                {
-                    "request_type": "ForwardBackward",
-                    "queue_state": "paused_capacity",
-                    "queue_state_reason": "busy",
-                    "model_id": "m-1",
-                },
-            )
-    finally:
-        telemetry.detach("tests.futures.queue-logger")
-    assert warnings_of(caplog) == [
-        "Sampling is paused for s:sample:0 (paused_capacity): Tinker backend is running short "
-        "on capacity, please wait; waited 0 s so far"
-    ]

@@ -179,6 +179,12 @@ def test_bad_ttl_and_checkpoint_name(raw: RawTinker, model_id: str) -> None:
     assert "ttl_seconds=5" in _detail(response)
 
 
+ONE_PIXEL_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
+"""A real image (a PNG signature alone is refused first, as not a valid image)."""
+
+
 def test_image_prompt_to_text_model(raw: RawTinker) -> None:
     session = raw.session()
     sampler = raw.ok(
@@ -189,7 +195,7 @@ def test_image_prompt_to_text_model(raw: RawTinker) -> None:
         "asample",
         {
             "sampling_session_id": sampler,
-            "prompt": {"chunks": [{"type": "image", "data": "iVBORw0KGgo=", "format": "png"}]},
+            "prompt": {"chunks": [{"type": "image", "data": ONE_PIXEL_PNG, "format": "png"}]},
             "sampling_params": {"max_tokens": 2},
         },
     )

@@ -25,6 +25,9 @@ from tinkex.transport import HTTP_REQUEST_EVENT, PoolRegistry
 from .conftest import Events, closed_port, make_transport, record_requests
 
 BASE_MODEL = "tinkex/tiny-llama"
+TELEMETRY_BATCH = (
+    b'{"events": [], "platform": "p", "sdk_version": "v", "session_id": "s", "process_uuid": "u"}'
+)
 
 
 async def _create_model(transport: Any) -> Any:
@@ -99,7 +102,7 @@ async def test_get_has_no_idempotency_key_and_call_headers_override(
 
     await transport.request_json("GET", "get_server_capabilities", timeout=12.5)
     await transport.request(
-        "POST", "telemetry", content=b"{}", content_type="application/json",
+        "POST", "telemetry", content=TELEMETRY_BATCH, content_type="application/json",
         headers={"Accept": "application/x-protobuf", "X-Idempotency-Key": "mine"},
     )  # fmt: skip
 

@@ -4,6 +4,7 @@
 Application (one_for_one, 3 restarts in 5 s)
 ├── io_loop          IOLoop: the asyncio loop thread and connection pools
 ├── rate_limiter     RateLimiter: per-tenant 429 windows
+├── tokenizer_cache  TokenizerCache: loaded tokenizers, each loaded once
 ├── session_manager  SessionManager: sessions, heartbeats, finish
 └── clients          DynamicSupervisor: one TrainingActor per model, one SamplingActor
                      per sampling client (transient)
@@ -26,6 +27,7 @@ from typing import Any, TypeVar, cast
 import pykka
 
 from tinkex.futures import APIFuture
+from tinkex.futures.queue_state import install_default_logger
 from tinkex.supervision import (
     ChildSpec,
     DynamicSupervisor,
@@ -38,6 +40,7 @@ from tinkex.supervision import (
 from .io_loop import IOLoop, LoopHandle, LoopStoppedError
 from .rate_limiter import RateLimiter, RateWindows
 from .session_manager import SessionManager
+from .tokenizer_cache import TokenizerCache
 
 log = logging.getLogger("tinkex.runtime")
 
@@ -71,14 +74,17 @@ class Runtime:
     _instance_lock = threading.Lock()
 
     def __init__(self) -> None:
+        install_default_logger()  # paused queues are logged for every client of the process
         self.registry = Registry()
         self._loop_handle: LoopHandle | None = None
+        self._windows: RateWindows | None = None
         self._proxies: dict[str, Any] = {}
         self._proxies_lock = threading.Lock()
         self._tree = Supervisor.start(
             [
                 ChildSpec("io_loop", IOLoop),
                 ChildSpec("rate_limiter", RateLimiter),
+                ChildSpec("tokenizer_cache", TokenizerCache),
                 ChildSpec("session_manager", SessionManager, kwargs={"runtime": self}),
                 DynamicSupervisor.child_spec("clients", registry=self.registry),
             ],
@@ -158,8 +164,11 @@ class Runtime:
         return APIFuture(future, io_loop=self.loop().loop)
 
     def windows(self) -> RateWindows:
-        windows: RateWindows = self.call("rate_limiter", "windows")
-        return windows
+        """The tenants' 429 windows: one object for the runtime's life (it lives in the
+        rate limiter's store, so a restarted rate limiter hands out the same one)."""
+        if self._windows is None:
+            self._windows = cast(RateWindows, self.call("rate_limiter", "windows"))
+        return self._windows
 
     def ensure_client_actor(self, name: str, actor_class: type[Any], **kwargs: Any) -> None:
         """Start ``name`` under the clients supervisor unless it is already running."""

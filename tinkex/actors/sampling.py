@@ -31,6 +31,7 @@ from tinkex.errors import (
     TinkexError,
 )
 from tinkex.futures import decode_sample
+from tinkex.reporting import context as telemetry_context
 from tinkex.types import (
     ImageAssetPointerChunk,
     ImageChunk,
@@ -133,6 +134,7 @@ class SampleJob:
         return self.state.config.tenant
 
     async def run(self, ctx: LoopContext) -> None:
+        telemetry_context.bind(self.state.metadata)
         transport = ctx.transport(self.state.config)
         last_progress = time.monotonic()
         failures = 0
@@ -225,43 +227,54 @@ class _TransientStatus(TinkexError):
     """A status worth retrying the whole sample for (5xx, 408, 409)."""
 
 
-class SamplingActor(TinkexActor):
-    """Numbers one sampling client's requests and hands them to the I/O loop."""
+def submit_sample(
+    runtime: Runtime,
+    state: SamplerState,
+    prompt: ModelInput,
+    num_samples: int,
+    sampling_params: SamplingParams,
+    include_prompt_logprobs: bool,
+    topk_prompt_logprobs: int,
+) -> Future[SampleResponse]:
+    """Start one sample on the I/O loop, straight from the caller's thread.
 
-    def __init__(self, runtime: Runtime, state: SamplerState) -> None:
+    Samples need no ordering, so unlike training calls they do not pass through an actor's
+    mailbox: an ask per sample cost milliseconds under load, and everything a sample needs
+    (the seq_id counter, the tenant's windows, the loop) is safe to use from any thread.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    body = {
+        "num_samples": num_samples,
+        "prompt": prompt.to_wire(),
+        "sampling_params": sampling_params.to_wire(),
+        "sampling_session_id": state.sampling_session_id,
+        "seq_id": state.next_seq_id(),
+        "prompt_logprobs": include_prompt_logprobs,
+        "topk_prompt_logprobs": topk_prompt_logprobs,
+        "type": "sample",
+    }
+    job = SampleJob(
+        state=state,
+        windows=runtime.windows(),
+        body=body,
+        prompt_bytes=estimate_prompt_bytes(prompt),
+    )
+    runtime.loop().spawn(job)
+    return job.result
+
+
+class SamplingActor(TinkexActor):
+    """The supervised home of one sampling client's :class:`SamplerState`.
+
+    As with the Elixir SDK's SamplingClient process, the actor is there for the sampler's
+    lifecycle, not for each sample (see :func:`submit_sample`): it keeps the state, whose
+    seq_id counter must never go back, in its supervisor's store across restarts.
+    """
+
+    def __init__(self, state: SamplerState) -> None:
         super().__init__()
-        self._runtime = runtime
         self._initial_state = state
 
     def init(self) -> None:
         self.state: SamplerState = self.store.setdefault("sampler", self._initial_state)
-        self._windows = self._runtime.windows()
-
-    def sample(
-        self,
-        prompt: ModelInput,
-        num_samples: int,
-        sampling_params: SamplingParams,
-        include_prompt_logprobs: bool,
-        topk_prompt_logprobs: int,
-    ) -> Future[SampleResponse]:
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        body = {
-            "num_samples": num_samples,
-            "prompt": prompt.to_wire(),
-            "sampling_params": sampling_params.to_wire(),
-            "sampling_session_id": self.state.sampling_session_id,
-            "seq_id": self.state.next_seq_id(),
-            "prompt_logprobs": include_prompt_logprobs,
-            "topk_prompt_logprobs": topk_prompt_logprobs,
-            "type": "sample",
-        }
-        job = SampleJob(
-            state=self.state,
-            windows=self._windows,
-            body=body,
-            prompt_bytes=estimate_prompt_bytes(prompt),
-        )
-        self._runtime.loop().spawn(job)
-        return job.result

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tinkex import telemetry
 from tinkex.config import Config
 from tinkex.errors import APIError, APIStatusError
+from tinkex.reporting import context as telemetry_context
 from tinkex.types import ClientConfigRequest, CreateSessionRequest, CreateSessionResponse
 
 from .base import TinkexActor
@@ -52,6 +53,7 @@ class HeartbeatJob:
     warned: bool = False
 
     async def run(self, ctx: LoopContext) -> None:
+        telemetry_context.bind({"session_id": self.session_id})
         transport = ctx.transport(self.config)
         body = {"session_id": self.session_id, "type": "session_heartbeat"}
         while not self.result.done():
@@ -170,6 +172,7 @@ class SessionManager(TinkexActor):
         body = {"reason": {"type": status}, "detail": detail}
 
         async def finish(ctx: LoopContext) -> None:
+            telemetry_context.bind({"session_id": session_id})
             await ctx.transport(session.config).request_json(
                 "POST", f"sessions/{session_id}/finish", json=body
             )

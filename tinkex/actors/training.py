@@ -13,18 +13,18 @@ which the server answers with the original promises.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from tinkex.config import Config
 from tinkex.futures import decode_forward_backward, decode_json
 from tinkex.protocol import encode_forward_backward_request, merge_forward_backward_outputs
+from tinkex.reporting import context as telemetry_context
 from tinkex.types import (
     AdamParams,
     Datum,
@@ -47,6 +47,8 @@ from .submission import Submission, await_result
 if TYPE_CHECKING:
     from .runtime import Runtime
 
+T = TypeVar("T")
+
 MAX_CHUNK_DATUMS = 1024
 MAX_CHUNK_BYTES = 5_000_000
 
@@ -61,13 +63,21 @@ class ModelState:
     windows: RateWindows
     """The tenant's 429 windows (the rate limiter's), which every submission sits out."""
     sequencer: Sequencer = field(default_factory=lambda: Sequencer(1))
-    _counter: Any = field(default_factory=lambda: itertools.count(1))
+    _next_seq_id: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def reserve(self, count: int) -> list[int]:
-        """The next ``count`` seq_ids, consecutive."""
+    def reserve(self, count: int, build: Callable[[list[int]], T]) -> T:
+        """What ``build`` makes of the next ``count`` consecutive seq_ids, which it takes.
+
+        The ids are taken only if ``build`` returns: a call whose request cannot be built
+        (a token id beyond int32, a bad ``loss_fn_config`` value...) must fail alone, not
+        leave a hole in the sequence that every later call of the model would wait behind.
+        """
         with self._lock:
-            return [int(next(self._counter)) for _ in range(count)]
+            first = self._next_seq_id
+            built = build(list(range(first, first + count)))
+            self._next_seq_id = first + count
+            return built
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -87,6 +97,7 @@ class TrainingJob:
     result: JobFuture[Any] = field(default_factory=JobFuture)
 
     async def run(self, ctx: LoopContext) -> None:
+        telemetry_context.bind(self.state.metadata)
         transport = ctx.transport(self.state.config)
         if any(s.request_id is None for s in self.submissions):
             await self._submit_in_turn(transport)
@@ -152,7 +163,11 @@ def chunk_data(
 
 
 def estimate_bytes(datum: Datum) -> int:
-    """The protobuf size estimate used for chunking (PROTOCOL §4.5)."""
+    """The protobuf size estimate used for chunking (PROTOCOL §4.5).
+
+    Raises ``ValueError`` for an image asset pointer, which has no protobuf form: found
+    here, before the call reserves its seq_ids, it cannot leave a hole in them.
+    """
     total = 0
     for chunk in datum.model_input.chunks:
         if isinstance(chunk, EncodedTextChunk):
@@ -160,12 +175,53 @@ def estimate_bytes(datum: Datum) -> int:
         elif isinstance(chunk, ImageChunk):
             total += len(chunk.data)
         elif isinstance(chunk, ImageAssetPointerChunk):
-            total += len(chunk.location)
+            raise ValueError(
+                "image_asset_pointer chunks cannot go into training requests (they only exist "
+                "in JSON sampling requests); load the image with ImageChunk.from_path(...)"
+            )
     for tensor in datum.loss_fn_inputs.values():
-        total += 8 * len(tensor.data)
+        total += 8 * len(tensor.array)
         if tensor.sparse_col_indices is not None and tensor.sparse_crow_indices is not None:
             total += 8 * (len(tensor.sparse_col_indices) + len(tensor.sparse_crow_indices))
     return total
+
+
+def forward_backward_job(
+    state: ModelState,
+    seq_ids: Sequence[int],
+    chunks: Sequence[Sequence[Datum]],
+    loss_fn: str,
+    loss_fn_config: dict[str, float | str] | None,
+    *,
+    forward_only: bool,
+    sdk_method: str,
+) -> TrainingJob:
+    """The job of a forward(_backward) call already split into ``chunks`` (see
+    :func:`chunk_data`) with their reserved ``seq_ids``; its result is the merged output."""
+    submissions = [
+        Submission(
+            path="forward_backward",
+            request_type="Forward" if forward_only else "ForwardBackward",
+            seq_id=seq_id,
+            content=encode_forward_backward_request(
+                model_id=state.model_id,
+                seq_id=seq_id,
+                data=chunk,
+                loss_fn=loss_fn,
+                loss_fn_config=loss_fn_config,
+                forward_only=forward_only,
+            ),
+            sdk_method=sdk_method,
+        )
+        for seq_id, chunk in zip(seq_ids, chunks, strict=True)
+    ]
+    return TrainingJob(
+        state=state,
+        submissions=submissions,
+        decode=decode_forward_backward,
+        expects_protobuf=True,
+        combine=_merge_outputs([len(chunk) for chunk in chunks]),
+    )
 
 
 def _merge_outputs(chunk_sizes: list[int]) -> Callable[[list[Any]], ForwardBackwardOutput]:
@@ -204,49 +260,37 @@ class TrainingActor(TinkexActor):
         if not data:
             raise ValueError("forward_backward needs at least one Datum in data")
         chunks = chunk_data(data)
-        seq_ids = self.state.reserve(len(chunks))
         method = "TrainingClient.forward" if forward_only else "TrainingClient.forward_backward"
-        submissions = [
-            Submission(
-                path="forward_backward",
-                request_type="Forward" if forward_only else "ForwardBackward",
-                seq_id=seq_id,
-                content=encode_forward_backward_request(
-                    model_id=self.state.model_id,
-                    seq_id=seq_id,
-                    data=chunk,
-                    loss_fn=loss_fn,
-                    loss_fn_config=loss_fn_config,
-                    forward_only=forward_only,
-                ),
-                sdk_method=method,
-            )
-            for seq_id, chunk in zip(seq_ids, chunks, strict=True)
-        ]
         return self._spawn(
-            TrainingJob(
-                state=self.state,
-                submissions=submissions,
-                decode=decode_forward_backward,
-                expects_protobuf=True,
-                combine=_merge_outputs([len(chunk) for chunk in chunks]),
+            self.state.reserve(
+                len(chunks),
+                lambda seq_ids: forward_backward_job(
+                    self.state,
+                    seq_ids,
+                    chunks,
+                    loss_fn,
+                    loss_fn_config,
+                    forward_only=forward_only,
+                    sdk_method=method,
+                ),
             )
         )
 
     def _json_call(
         self, path: str, request_type: str, body: dict[str, Any], model: type[Any], method: str
     ) -> Future[Any]:
-        (seq_id,) = self.state.reserve(1)
-        body = {"model_id": self.state.model_id, "seq_id": seq_id, **body}
-        return self._spawn(
-            TrainingJob(
+        def build(seq_ids: list[int]) -> TrainingJob:
+            (seq_id,) = seq_ids
+            sent = {"model_id": self.state.model_id, "seq_id": seq_id, **body}
+            return TrainingJob(
                 state=self.state,
-                submissions=[Submission(path, request_type, seq_id, json=body, sdk_method=method)],
+                submissions=[Submission(path, request_type, seq_id, json=sent, sdk_method=method)],
                 decode=decode_json(model),
                 expects_protobuf=False,
                 combine=_single,
             )
-        )
+
+        return self._spawn(self.state.reserve(1, build))
 
     def optim_step(self, params: AdamParams) -> Future[OptimStepResponse]:
         body = {"adam_params": params.to_wire(), "type": "optim_step"}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import default_data_dir
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -14,7 +16,7 @@ import click
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=lambda: str(Path.home() / ".tinkex" / "local"),
+    default=lambda: str(default_data_dir()),
     show_default="~/.tinkex/local",
     help="Where checkpoints and the metadata database live.",
 )

@@ -13,6 +13,7 @@ from tinkex.actors.jobs import JobFuture, complete, new_job_id
 from tinkex.actors.rate_limiter import RateWindows
 from tinkex.actors.submission import Submission, await_result
 from tinkex.config import Config
+from tinkex.reporting import context as telemetry_context
 from tinkex.transport import Transport
 
 
@@ -28,6 +29,7 @@ class OneShotJob:
     result: JobFuture[Any] = field(default_factory=JobFuture)
 
     async def run(self, ctx: LoopContext) -> None:
+        telemetry_context.bind(self.metadata)
         transport = ctx.transport(self.config)
         if self.submission.request_id is None:
             await self.submission.submit_in_window(transport, self.windows)

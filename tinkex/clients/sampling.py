@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from tinkex.actors.sampling import SamplerState, SamplingActor
+from tinkex.actors.sampling import SamplerState, SamplingActor, submit_sample
+from tinkex.actors.tokenizer_cache import get_tokenizer
 from tinkex.futures import APIFuture
-from tinkex.types import ModelInput, SampleResponse, SamplingParams
+from tinkex.tokenizers import Tokenizer
+from tinkex.types import GetSamplerResponse, ModelInput, SampleResponse, SamplingParams
 
 if TYPE_CHECKING:
+    from tinkex.transport import Transport
+
     from .service import ServiceClient
 
 
@@ -31,6 +35,30 @@ class SamplingClient:
     def get_base_model(self) -> str | None:
         return self._state.base_model
 
+    def get_tokenizer(self, **options: Any) -> Tokenizer:
+        """The tokenizer of this sampler's base model, loaded once per process and shared.
+
+        The tokenizer id is derived from the base model's name (asked of the server with
+        ``GET /api/v1/samplers/{id}`` if this client does not know it yet). ``options`` are
+        those of :func:`tinkex.get_tokenizer` (``tokenizer_id`` to override, a local path
+        included, ``revision``, ``cache_dir``, ``tiktoken_model_path``,
+        ``tokenizer_config_path``, ``timeout``). No chat template is ever applied. Raises
+        ``TokenizerError``.
+        """
+        return get_tokenizer(self._state.base_model or self._fetch_base_model(), **options)
+
+    def _fetch_base_model(self) -> str:
+        runtime = self._service._runtime
+        path = f"samplers/{self.sampling_session_id}"
+
+        async def fetch(transport: Transport) -> str:
+            raw = await transport.request_json("GET", path)
+            return GetSamplerResponse.model_validate(raw).base_model
+
+        call = runtime.loop().call(lambda ctx: fetch(ctx.transport(self._state.config)))
+        self._state.base_model = runtime.future(call).result()
+        return self._state.base_model
+
     def sample(
         self,
         prompt: ModelInput,
@@ -41,11 +69,11 @@ class SamplingClient:
     ) -> APIFuture[SampleResponse]:
         """Sample ``num_samples`` continuations of ``prompt``."""
         runtime = self._service._runtime
-        runtime.ensure_client_actor(self._name, SamplingActor, runtime=runtime, state=self._state)
+        runtime.ensure_client_actor(self._name, SamplingActor, state=self._state)
         try:
-            future = runtime.call(
-                self._name,
-                "sample",
+            future = submit_sample(
+                runtime,
+                self._state,
                 prompt,
                 num_samples,
                 sampling_params,

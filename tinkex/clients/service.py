@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from types import TracebackType
 from typing import Any, Literal
@@ -13,6 +14,8 @@ from tinkex.actors.submission import Submission
 from tinkex.actors.training import ModelState
 from tinkex.config import Config
 from tinkex.futures import APIFuture, decode_json
+from tinkex.reporting import TelemetryReporter
+from tinkex.reporting import context as telemetry_context
 from tinkex.transport import Transport
 from tinkex.types import (
     CreateModelRequest,
@@ -28,8 +31,11 @@ from tinkex.types import (
 )
 
 from ._oneshot import OneShotJob
+from .rest import RestClient
 from .sampling import SamplingClient
 from .training import TrainingClient
+
+log = logging.getLogger("tinkex.client")
 
 
 class ServiceClient:
@@ -57,6 +63,7 @@ class ServiceClient:
         self._display_name = display_name
         self._runtime = Runtime.get()
         self._session_id: str | None = None
+        self._reporter: TelemetryReporter | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -77,7 +84,24 @@ class ServiceClient:
                     user_metadata=self.config.user_metadata,
                     display_name=self._display_name,
                 )
+                self._reporter = self._start_reporter(self._session_id)
             return self._session_id
+
+    @property
+    def telemetry_reporter(self) -> TelemetryReporter | None:
+        """The session's reporter to ``/api/v1/telemetry`` (``log``, ``log_exception``,
+        ``flush``); ``None`` before the session opens or when telemetry is disabled
+        (``TINKER_TELEMETRY=0``)."""
+        return self._reporter
+
+    def _start_reporter(self, session_id: str) -> TelemetryReporter | None:
+        if not self.config.telemetry:
+            return None
+        try:
+            return TelemetryReporter.start(self._runtime, self.config, session_id)
+        except Exception:  # telemetry must never cost the user their session
+            log.warning("could not start the telemetry reporter; continuing without", exc_info=True)
+            return None
 
     # training ---------------------------------------------------------------------------
 
@@ -196,6 +220,7 @@ class ServiceClient:
         )
 
         async def create(transport: Transport) -> tuple[str, str | None]:
+            telemetry_context.bind({"session_id": session})
             raw = await transport.request_json(
                 "POST", "create_sampling_session", json=request.to_wire()
             )
@@ -209,9 +234,15 @@ class ServiceClient:
         return self._runtime.future(future).map(lambda created: self._sampling_client(*created))
 
     def _sampling_client(self, sampling_session_id: str, base_model: str | None) -> SamplingClient:
+        if self._reporter is not None:
+            self._reporter.track_sampling_session(sampling_session_id)
         return SamplingClient(self, SamplerState(sampling_session_id, base_model, self.config))
 
     # the rest ---------------------------------------------------------------------------
+
+    def create_rest_client(self) -> RestClient:
+        """A :class:`RestClient` with this client's configuration (it needs no session)."""
+        return RestClient(config=self.config)
 
     def get_server_capabilities(self) -> APIFuture[GetServerCapabilitiesResponse]:
         async def fetch(transport: Transport) -> GetServerCapabilitiesResponse:
@@ -227,7 +258,10 @@ class ServiceClient:
         status: Literal["success", "errored", "interrupted"] = "success",
         detail: str | None = None,
     ) -> APIFuture[None]:
-        """Finish the session on the server (first reason wins); later calls fail."""
+        """Finish the session on the server (first reason wins); later calls fail.
+
+        Then the telemetry reporter sends ``SESSION_END`` and drains its queue (30 s at most).
+        """
         with self._lock:
             if self._closed:
                 return APIFuture.completed(None)
@@ -239,6 +273,9 @@ class ServiceClient:
             self._runtime.call("session_manager", "finish", session, status, detail)
         except Exception as exc:
             return APIFuture.failed(exc)
+        finally:
+            if self._reporter is not None:
+                self._reporter.close()
         return APIFuture.completed(None)
 
     # asyncio twins: the same calls, made from a worker thread so that the event loop never
@@ -288,6 +325,8 @@ class ServiceClient:
             status: Literal["success", "errored", "interrupted"] = "success"
         elif issubclass(exc_type, Exception):
             status = "errored"
+            if self._reporter is not None and exc is not None:
+                self._reporter.log_exception(exc)
         else:
             status = "interrupted"
         self.close(status, None if exc is None else f"{type(exc).__name__}: {exc}").result()

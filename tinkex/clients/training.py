@@ -6,8 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tinkex.actors.tokenizer_cache import get_tokenizer
 from tinkex.actors.training import ModelState, TrainingActor
+from tinkex.clients.custom_loss import CustomLossFn, submit_custom_loss
 from tinkex.futures import APIFuture
+from tinkex.tokenizers import Tokenizer
 from tinkex.types import (
     AdamParams,
     Datum,
@@ -52,6 +55,18 @@ class TrainingClient:
         """The model's info, fetched when the client was created (no request)."""
         return self._info
 
+    def get_tokenizer(self, **options: Any) -> Tokenizer:
+        """The tokenizer of this model, loaded once per process and shared.
+
+        Uses the ``tokenizer_id`` the server gave in :meth:`get_info` (``:revision``
+        stripped), else derives one from the base model's name. ``options`` are those of
+        :func:`tinkex.get_tokenizer` (``tokenizer_id`` to override, a local path included,
+        ``revision``, ``cache_dir``, ``tiktoken_model_path``, ``tokenizer_config_path``,
+        ``timeout``). No chat template is ever applied. Raises ``TokenizerError``.
+        """
+        options.setdefault("tokenizer_id", self._info.model_data.tokenizer_id)
+        return get_tokenizer(self.base_model, **options)
+
     def _call(self, method: str, *args: Any) -> APIFuture[Any]:
         runtime = self._service._runtime
         runtime.ensure_client_actor(self._name, TrainingActor, runtime=runtime, state=self._state)
@@ -78,6 +93,23 @@ class TrainingClient:
     ) -> APIFuture[ForwardBackwardOutput]:
         """Forward and backward: gradients accumulate on the server until ``optim_step``."""
         return self._call("forward_backward", _datums(data), loss_fn, loss_fn_config, False)
+
+    def forward_backward_custom(
+        self, data: Sequence[Datum], loss_fn: CustomLossFn
+    ) -> APIFuture[ForwardBackwardOutput]:
+        """Forward and backward with a loss you write in torch (needs ``tinkex[torch]``).
+
+        ``loss_fn(data, logprobs_list) -> (loss, metrics)`` gets each datum's target-token
+        logprobs as a tensor that requires grad and returns a scalar loss tensor and a dict
+        of numbers. Two requests run on the server: a forward pass for the logprobs and a
+        ``cross_entropy`` forward_backward weighted by ``-dloss/dlogprobs``, which puts the
+        loss's gradient into the model. The output's ``loss:sum`` is your loss; the server's
+        is kept as ``surrogate_loss:sum``; your metrics are added. Every datum needs
+        ``target_tokens``; other ``loss_fn_inputs`` stay on the client for ``loss_fn`` to read.
+        Ordered like :meth:`forward_backward` with the calls before and after it.
+        """
+        datums = _datums(data)
+        return submit_custom_loss(self._service._runtime, self._state, datums, loss_fn)
 
     def optim_step(
         self, optim_params: AdamParams | None = None, *, adam_params: AdamParams | None = None
@@ -148,6 +180,11 @@ class TrainingClient:
         self, *args: Any, **kwargs: Any
     ) -> APIFuture[ForwardBackwardOutput]:
         return await asyncio.to_thread(self.forward_backward, *args, **kwargs)
+
+    async def forward_backward_custom_async(
+        self, data: Sequence[Datum], loss_fn: CustomLossFn
+    ) -> APIFuture[ForwardBackwardOutput]:
+        return await asyncio.to_thread(self.forward_backward_custom, data, loss_fn)
 
     async def optim_step_async(self, *args: Any, **kwargs: Any) -> APIFuture[OptimStepResponse]:
         return await asyncio.to_thread(self.optim_step, *args, **kwargs)

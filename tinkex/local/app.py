@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 from typing import Any
 
@@ -10,7 +11,7 @@ from google.protobuf.message import DecodeError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tinkex.protocol import PROTOBUF_CONTENT_TYPE, decode_forward_backward_request, wants_protobuf
@@ -32,6 +33,8 @@ from tinkex.types import (
     SessionFinishRequest,
     SessionHeartbeatRequest,
     SessionHeartbeatResponse,
+    TelemetryResponse,
+    TelemetrySendRequest,
     TryAgainResponse,
     UnloadModelRequest,
     UntypedAPIFuture,
@@ -92,8 +95,15 @@ class Routes:
         return json_response({})
 
     async def telemetry(self, request: Request, owner: str) -> Response:
-        await read_body(request)
-        return json_response({"status": "accepted"})
+        batch = await parse(request, TelemetrySendRequest)
+        self.service.record_telemetry(owner, batch)
+        return json_response(TelemetryResponse())
+
+    async def telemetry_events(self, request: Request, owner: str) -> Response:
+        """The caller's recorded telemetry batches (``?session_id=`` narrows), for tests."""
+        session_id = request.query_params.get("session_id") or None
+        batches = self.service.telemetry_batches(owner, session_id)
+        return json_response({"batches": [b.to_wire() for b in batches]})
 
     # training ---------------------------------------------------------------------------
 
@@ -281,6 +291,29 @@ class Routes:
         self.service.set_ttl(owner, *_checkpoint_ref(request), req.ttl_seconds)
         return json_response({})
 
+    async def archive_url(self, request: Request, owner: str) -> Response:
+        token, ticket = self.service.archive_url(owner, *_checkpoint_ref(request))
+        base = str(request.base_url).rstrip("/")
+        return Response(
+            status_code=302,
+            headers={
+                "Location": f"{base}/api/v1/checkpoint_archive?token={token}",
+                "Expires": email.utils.formatdate(ticket.expires, usegmt=True),
+            },
+        )
+
+    async def archive_download(self, request: Request) -> Response:
+        """Authenticated by the URL's signed token, not by an API key."""
+        try:
+            tar = self.service.archive(request.query_params.get("token", ""))
+        except ServerError as exc:
+            return error_response(exc.status, exc.message)
+        return StreamingResponse(
+            tar.chunks(),
+            media_type="application/x-tar",
+            headers={"Content-Length": str(tar.length)},
+        )
+
     async def list_sessions(self, request: Request, owner: str) -> Response:
         limit, offset = _page(request, 20)
         return json_response(self.service.list_sessions(owner, limit, offset))
@@ -353,6 +386,7 @@ def build_app(service: LocalService) -> Starlette:
         route("session_heartbeat", routes.heartbeat, ["POST"]),
         route("sessions/{session_id}/finish", routes.finish_session, ["POST"]),
         route("telemetry", routes.telemetry, ["POST"]),
+        route("local/telemetry_events", routes.telemetry_events, ["GET"]),
         route("create_model", routes.create_model, ["POST"]),
         route("get_info", routes.get_info, ["POST"]),
         route("unload_model", routes.unload_model, ["POST"]),
@@ -374,6 +408,7 @@ def build_app(service: LocalService) -> Starlette:
         route(checkpoint, routes.delete_checkpoint, ["DELETE"]),
         route(checkpoint + "/publish", routes.publish, ["POST", "DELETE"]),
         route(checkpoint + "/ttl", routes.set_ttl, ["PUT"]),
+        route(checkpoint + "/archive", routes.archive_url, ["GET"]),
         route("checkpoints", routes.list_user_checkpoints, ["GET"]),
         route("sessions", routes.list_sessions, ["GET"]),
         route("sessions/{session_id}", routes.get_session, ["GET"]),
@@ -383,6 +418,7 @@ def build_app(service: LocalService) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     table.append(Route("/api/v1/healthz", healthz, methods=["GET"]))
+    table.append(Route("/api/v1/checkpoint_archive", routes.archive_download, methods=["GET"]))
     return Starlette(
         routes=table,
         exception_handlers={HTTPException: _not_found, Exception: _unexpected},

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from tinkex.protocol import DecodedDatum, DecodedForwardBackward
+from tinkex.protocol.chunks import ProtoChunk
 from tinkex.types import (
     CheckpointsListResponse,
     CreateModelRequest,
@@ -44,6 +46,7 @@ from tinkex.types import (
     SaveWeightsForSamplerRequest,
     SaveWeightsRequest,
     SupportedModel,
+    TelemetrySendRequest,
     TrainingRun,
     TrainingRunsResponse,
     UnloadModelRequest,
@@ -52,11 +55,13 @@ from tinkex.types import (
 )
 from tinkex.types.chunks import ModelInputChunk
 
+from .archives import ArchiveSigner, ArchiveTicket, TarStream
 from .catalog import ModelCatalog
 from .config import ServerConfig
 from .engine import Engine, ModelLane
 from .errors import BadRequest, Gone, NotFound, RequestFailed
 from .faults import FaultInjector
+from .images import reject_non_text
 from .model import (
     AdamConfig,
     BaseModel,
@@ -72,6 +77,8 @@ from .store import RunRow, SessionRow, Store, StoredCheckpoint, check_checkpoint
 
 log = logging.getLogger("tinkex.local.service")
 
+TELEMETRY_BATCHES_KEPT = 1000
+"""Telemetry batches remembered per owner (the oldest are forgotten first)."""
 ADAPTER_FILE = "adapter.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 
@@ -119,7 +126,9 @@ class LocalService:
             seq_gap_timeout=config.seq_gap_timeout_seconds,
         )
         self.faults = FaultInjector(config.faults)
+        self.archives = ArchiveSigner()
         self._samplers: dict[str, SamplerState] = {}
+        self._telemetry: dict[str, deque[TelemetrySendRequest]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -188,6 +197,22 @@ class LocalService:
             self.engine.close_lane(sampler_id)
             with self._lock:
                 self._samplers.pop(sampler_id, None)
+
+    # telemetry --------------------------------------------------------------------------
+
+    def record_telemetry(self, owner: str, batch: TelemetrySendRequest) -> None:
+        """Keep an accepted batch in memory (the last few per owner) for inspection."""
+        with self._lock:
+            kept = self._telemetry.setdefault(owner, deque(maxlen=TELEMETRY_BATCHES_KEPT))
+            kept.append(batch)
+
+    def telemetry_batches(
+        self, owner: str, session_id: str | None = None
+    ) -> list[TelemetrySendRequest]:
+        """The owner's recorded batches, oldest first, optionally of one session only."""
+        with self._lock:
+            batches = list(self._telemetry.get(owner, ()))
+        return [b for b in batches if session_id is None or b.session_id == session_id]
 
     # training models --------------------------------------------------------------------
 
@@ -346,13 +371,16 @@ class LocalService:
         lane = self._lane(owner, req.model_id)
         if not req.data:
             raise BadRequest("forward_backward needs at least one datum")
-        batch = [
-            _arrays_from_decoded(i, d.tokens, d.chunks, d.inputs) for i, d in enumerate(req.data)
-        ]
         request_type = "Forward" if req.forward_only else "ForwardBackward"
 
         def run() -> ForwardBackwardPayload:
             state = _usable_state(lane)
+            # Image datums are refused here, as a failed future: refusing the submission
+            # would leave a hole in the model's seq_ids that later requests wait behind.
+            batch = [
+                _arrays_from_decoded(i, d.tokens, d.chunks, d.inputs, state.base_name)
+                for i, d in enumerate(req.data)
+            ]
             result = state.model.forward_backward(
                 batch, req.loss_fn, req.loss_fn_config, forward_only=req.forward_only
             )
@@ -586,7 +614,7 @@ class LocalService:
                 raise BadRequest(f"{name}={value} is not supported by the local backend; use 0")
         if req.target_prompt_logprobs is not None:
             raise BadRequest("target_prompt_logprobs is not supported by the local backend")
-        prompt = _prompt_tokens(req.prompt)
+        prompt = _prompt_tokens(req.prompt, state.base_name)
         last_n = req.prompt_logprobs_last_n
         if last_n is not None and not (req.prompt_logprobs and 1 <= last_n <= len(prompt) - 1):
             raise BadRequest(
@@ -734,6 +762,17 @@ class LocalService:
         self.owned_checkpoint(owner, run_id, checkpoint_id)
         self.store.set_ttl(run_id, checkpoint_id, ttl)
 
+    def archive_url(self, owner: str, run_id: str, checkpoint_id: str) -> tuple[str, ArchiveTicket]:
+        """A signed token for downloading one of the owner's checkpoints as a tar."""
+        self.owned_checkpoint(owner, run_id, checkpoint_id)
+        return self.archives.issue(owner, run_id, checkpoint_id)
+
+    def archive(self, token: str) -> TarStream:
+        """The tar of the checkpoint a token grants (still there, still its owner's)."""
+        ticket = self.archives.check(token)
+        found = self.owned_checkpoint(ticket.owner, ticket.run_id, ticket.checkpoint_id)
+        return TarStream(found.directory)
+
     # housekeeping -----------------------------------------------------------------------
 
     def sweep(self) -> None:
@@ -785,18 +824,15 @@ def _usable_state(lane: ModelLane) -> TrainingState:
     return state
 
 
-def _prompt_tokens(prompt: ModelInput) -> np.ndarray:
-    return _text_tokens(prompt.chunks, "prompt")
+def _prompt_tokens(prompt: ModelInput, model: str) -> np.ndarray:
+    return _text_tokens(prompt.chunks, "prompt", model)
 
 
-def _text_tokens(chunks: Sequence[ModelInputChunk], where: str) -> np.ndarray:
+def _text_tokens(chunks: Sequence[ModelInputChunk], where: str, model: str) -> np.ndarray:
+    reject_non_text(chunks, model=model, where=where)
     tokens: list[int] = []
     for chunk in chunks:
-        if not isinstance(chunk, EncodedTextChunk):
-            raise BadRequest(
-                f"{where} holds a {chunk.type!r} chunk, but the local backend's models are "
-                "text-only: send encoded_text chunks"
-            )
+        assert isinstance(chunk, EncodedTextChunk)
         tokens.extend(chunk.tokens)
     return np.asarray(tokens, dtype=np.int64)
 
@@ -806,16 +842,20 @@ def _arrays_from_decoded(
     tokens: np.ndarray | None,
     chunks: Sequence[ModelInputChunk],
     inputs: dict[str, np.ndarray],
+    model: str,
 ) -> DatumArrays:
     if tokens is None:
-        tokens = _text_tokens(chunks, f"datum {index}'s model_input")
+        tokens = _text_tokens(chunks, f"datum {index}'s model_input", model)
     return DatumArrays(tokens=tokens, inputs=inputs)
 
 
 def _decoded_from_datum(datum: Datum) -> DecodedDatum:
-    tokens = _text_tokens(datum.model_input.chunks, "model_input")
+    chunks = datum.model_input.chunks
+    inputs = {name: tensor.to_numpy() for name, tensor in datum.loss_fn_inputs.items()}
+    if not all(isinstance(chunk, EncodedTextChunk) for chunk in chunks):
+        # Refused when the request runs (see forward_backward), like protobuf image datums.
+        return DecodedDatum(chunks=cast(list[ProtoChunk], list(chunks)), tokens=None, inputs=inputs)
+    tokens = np.asarray(datum.model_input.to_ints(), dtype=np.int64)
     return DecodedDatum(
-        chunks=[EncodedTextChunk(tokens=tokens.tolist())],
-        tokens=tokens,
-        inputs={name: tensor.to_numpy() for name, tensor in datum.loss_fn_inputs.items()},
+        chunks=[EncodedTextChunk(tokens=tokens.tolist())], tokens=tokens, inputs=inputs
     )

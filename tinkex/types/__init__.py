@@ -5,7 +5,9 @@ from .chunks import (
     ImageAssetPointerChunk,
     ImageChunk,
     ImageFormat,
+    InvalidImageError,
     ModelInputChunk,
+    detect_image_format,
 )
 from .datum import Datum
 from .model_input import ModelInput
@@ -42,8 +44,6 @@ from .requests import (
     SessionHeartbeatRequest,
     SessionHeartbeatResponse,
     SupportedModel,
-    TelemetryResponse,
-    TelemetrySendRequest,
     TryAgainResponse,
     UnloadModelRequest,
     UnloadModelResponse,
@@ -65,6 +65,16 @@ from .rest import (
     TrainingRunsResponse,
 )
 from .sampling import SampledSequence, SampleResponse, SamplingParams, StopReason
+from .telemetry import (
+    GenericEvent,
+    SessionEndEvent,
+    SessionStartEvent,
+    Severity,
+    TelemetryEvent,
+    TelemetryResponse,
+    TelemetrySendRequest,
+    UnhandledExceptionEvent,
+)
 from .tensor_data import TensorData, TensorDtype
 from .training import (
     AdamParams,
@@ -99,6 +109,7 @@ __all__ = [
     "ForwardBackwardOutput",
     "ForwardRequest",
     "FutureRetrieveRequest",
+    "GenericEvent",
     "GetInfoRequest",
     "GetInfoResponse",
     "GetSamplerResponse",
@@ -108,6 +119,7 @@ __all__ = [
     "ImageAssetPointerChunk",
     "ImageChunk",
     "ImageFormat",
+    "InvalidImageError",
     "ListSessionsResponse",
     "LoadWeightsRequest",
     "LoadWeightsResponse",
@@ -131,11 +143,15 @@ __all__ = [
     "SaveWeightsForSamplerResponse",
     "SaveWeightsRequest",
     "SaveWeightsResponse",
+    "SessionEndEvent",
     "SessionFinishRequest",
     "SessionHeartbeatRequest",
     "SessionHeartbeatResponse",
+    "SessionStartEvent",
+    "Severity",
     "StopReason",
     "SupportedModel",
+    "TelemetryEvent",
     "TelemetryResponse",
     "TelemetrySendRequest",
     "TensorData",
@@ -143,9 +159,11 @@ __all__ = [
     "TrainingRun",
     "TrainingRunsResponse",
     "TryAgainResponse",
+    "UnhandledExceptionEvent",
     "UnloadModelRequest",
     "UnloadModelResponse",
     "UntypedAPIFuture",
     "WeightsInfoRequest",
     "WeightsInfoResponse",
+    "detect_image_format",
 ]

@@ -269,15 +269,3 @@ class GetServerCapabilitiesResponse(WireModel):
 
 class HealthResponse(WireModel):
     status: Literal["ok"] = "ok"
-
-
-class TelemetrySendRequest(WireModel):
-    events: list[dict[str, Any]] = Field(default_factory=list)
-    platform: str | None = None
-    sdk_version: str | None = None
-    session_id: str | None = None
-    process_uuid: str | None = None
-
-
-class TelemetryResponse(WireModel):
-    status: Literal["accepted"] = "accepted"

@@ -72,6 +72,17 @@ class CheckpointTtlRequest(WireModel):
     ttl_seconds: int | None = None
 
 
+class CheckpointArchiveUrlResponse(WireModel):
+    """Where a checkpoint's files can be fetched as one tar archive, and until when.
+
+    The URL is signed: it needs no API key, so it must be treated as a secret until
+    ``expires``.
+    """
+
+    url: str
+    expires: datetime
+
+
 class ParsedTinkerPath(WireModel):
     """``tinker://<training_run_id>/<kind>/<name>`` split into its parts."""
 

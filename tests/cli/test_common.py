@@ -1,0 +1,115 @@
+"""What every command shares: backend choice, timeouts, logging, exit statuses, version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import tinkex
+from tests.cli.conftest import Invoke, fails, invoke, json_of, ok, run_tinkex
+from tests.conftest import API_KEY
+from tinkex.cli.main import cli as tinkex_cli
+from tinkex.cli.options import Remote
+from tinkex.local import FaultProfile, LocalServer, ServerConfig
+
+MODEL = ("--base-model", "tinkex/tiny-llama")
+
+
+def test_version() -> None:
+    assert ok(invoke(["version"])).stdout.startswith(f"tinkex {tinkex.__version__} ")
+    assert json_of(invoke(["version", "--json"]))["version"] == tinkex.__version__
+
+
+def test_help_and_unknown_commands() -> None:
+    shown = ok(invoke(["--help"])).stdout
+    for command in ("train", "run", "checkpoint", "session", "serve", "version"):
+        assert command in shown
+    fails(invoke(["nope"]), 2, "No such command 'nope'")
+    fails(invoke(["run", "--no-such-option"]), 2, "No such option")
+
+
+def test_without_key_or_url_the_embedded_backend_serves_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    data_dir = ["--data-dir", str(tmp_path / "backend")]
+    output = tmp_path / "c.json"
+    saved = ok(invoke(["checkpoint", *MODEL, "--output", str(output), *data_dir]))
+    assert "started the embedded local Tinker backend at http://127.0.0.1:" in saved.stderr
+    path = json.loads(output.read_text())["state_path"]
+    # a second command, a second embedded backend, the same storage
+    listed = json_of(invoke(["checkpoint", "list", "--local", *data_dir, "--json"]))
+    assert path in [c["tinker_path"] for c in listed["checkpoints"]]
+    sampled = ok(invoke(["run", *MODEL, "--prompt", "hi", "--max-tokens", "2", *data_dir]))
+    assert "Sample 1" in sampled.stdout
+
+
+def test_timeout_bounds_the_whole_command(tmp_path: Path) -> None:
+    never_done = FaultProfile(paused_polls=1_000_000)
+    config = ServerConfig(port=0, data_dir=tmp_path / "backend", faults=never_done)
+    with LocalServer(config) as server:
+        process = run_tinkex(
+            [
+                "checkpoint",
+                *MODEL,
+                "--output",
+                str(tmp_path / "c.json"),
+                "--timeout",
+                "1",
+                "--base-url",
+                server.url,
+                "--api-key",
+                API_KEY,
+            ],
+            home=tmp_path,
+        )
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stderr
+    assert stdout == ""
+    assert stderr.startswith("error (server or transient; retrying may help): ")
+    assert "raise --timeout" in stderr
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_http_timeout_is_the_per_request_timeout(base_url: str) -> None:
+    remote = Remote(
+        api_key=API_KEY,
+        base_url=base_url,
+        local=False,
+        data_dir=None,
+        timeout=None,
+        http_timeout=7.5,
+        output_format="table",
+        log_level="warning",
+    )
+    with remote.connect() as service:
+        assert service.config.timeout == 7.5
+        assert service.get_server_capabilities().result(timeout=30).supported_models
+    assert API_KEY not in repr(remote)
+
+
+def test_debug_logs_go_to_stderr_without_the_key(cli: Invoke) -> None:
+    result = ok(cli("session", "list", "--limit", "1", "--log-level", "debug", "--json"))
+    assert "DEBUG" in result.stderr or "INFO" in result.stderr
+    assert API_KEY not in result.stderr
+    json.loads(result.stdout)  # the logs never mix into the results
+
+
+@pytest.mark.parametrize("key_source", ["option", "environment"])
+def test_api_keys_are_scrubbed_from_errors(
+    base_url: str, monkeypatch: pytest.MonkeyPatch, key_source: str
+) -> None:
+    secret = "tml-secret-that-must-not-leak-42"
+    # a base URL that embeds the key in its path makes the server's 404 message carry it
+    url = f"{base_url}/{secret}"
+    if key_source == "environment":
+        monkeypatch.setenv("TINKER_API_KEY", secret)
+        args = ["--base-url", url]
+    else:
+        args = ["--base-url", url, "--api-key", secret]
+    result = CliRunner().invoke(tinkex_cli, ["run", "list", *args], prog_name="tinkex")
+    assert result.exit_code == 1
+    assert "***" in result.stderr
+    assert secret not in result.stderr + result.stdout

@@ -1,0 +1,374 @@
+"""The telemetry reporter against a real ``tinkex serve``: what reaches ``/api/v1/telemetry``.
+
+Each test uses a fresh API key, so the server's record of that tenant holds exactly what
+the test's sessions sent (``GET /api/v1/local/telemetry_events``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import tinkex
+from tests.client.conftest import BASE_MODEL, new_key
+from tests.reporting.conftest import batches_of, events_of
+from tinkex import ModelInput, RequestFailedError, SamplingParams, telemetry
+from tinkex.actors.runtime import Runtime
+from tinkex.reporting import ReporterSettings, TelemetryReporter
+from tinkex.reporting.events import PROCESS_UUID
+
+PROMPT = ModelInput.from_ints(list(b"hello"))
+PARAMS = SamplingParams(max_tokens=2, seed=1)
+QUIET = {"flush_interval": 3600.0}
+"""Settings under which nothing is sent until the test says so."""
+
+StartReporter = Callable[..., TelemetryReporter]
+
+
+@pytest.fixture
+def start_reporter() -> Iterator[StartReporter]:
+    """``start_reporter(config, **settings)``: a reporter of a fresh session, closed after."""
+    started: list[TelemetryReporter] = []
+
+    def start(config: tinkex.Config, **settings: Any) -> TelemetryReporter:
+        session_id = f"session-test-{uuid.uuid4().hex[:8]}"
+        reporter = TelemetryReporter.start(
+            Runtime.get(), config, session_id, ReporterSettings(**settings)
+        )
+        started.append(reporter)
+        return reporter
+
+    yield start
+    for reporter in started:
+        reporter.close(timeout=5)
+
+
+def forwarded(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in events if e.get("event_name") == name]
+
+
+def paths(events: list[dict[str, Any]]) -> list[str]:
+    return [
+        e["event_data"]["metadata"]["path"] for e in forwarded(events, "tinkex.http.request.stop")
+    ]
+
+
+# --- a session's report ----------------------------------------------------------------------
+
+
+def test_a_session_reports_its_start_its_own_signals_its_events_and_its_end(
+    open_server: Any,
+) -> None:
+    key = new_key()
+    with tinkex.ServiceClient(base_url=open_server.url, api_key=key, telemetry=True) as service:
+        sampler = service.create_sampling_client(base_model=BASE_MODEL).result(timeout=60)
+        sampler.sample(PROMPT, 1, PARAMS).result(timeout=60)
+        reporter = service.telemetry_reporter
+        assert reporter is not None
+        assert reporter.log("eval.done", {"accuracy": 0.5, "api_key": key}, severity="warning")
+        session = service.session_id
+
+    [batch] = batches_of(open_server, key)  # close() flushed everything in one batch
+    assert batch["session_id"] == session
+    assert batch["platform"] == platform.system()
+    assert batch["sdk_version"] == "0.38.0"
+    assert batch["process_uuid"] == PROCESS_UUID
+    events = batch["events"]
+    assert events[0]["event"] == "SESSION_START"
+    assert events[-1]["event"] == "SESSION_END" and events[-1]["duration"].startswith("0:00:")
+    assert [e["event_session_index"] for e in events] == list(range(len(events)))
+    assert len({e["event_id"] for e in events}) == len(events)
+    [mine] = forwarded(events, "eval.done")
+    assert mine["severity"] == "WARNING"
+    assert mine["event_data"] == {"accuracy": 0.5, "api_key": "***"}
+    # The session's own requests, sampling included; never the reporter's own posts.
+    sent = paths(events)
+    assert "/api/v1/create_sampling_session" in sent
+    assert sent.count("/api/v1/asample") == 1
+    assert "/api/v1/retrieve_future" in sent
+    assert sent[-1] == f"/api/v1/sessions/{session}/finish"
+    assert "/api/v1/telemetry" not in sent
+    assert key not in json.dumps(batch)
+    # Closed: the actor is gone and later events are refused.
+    assert reporter.closed and reporter.queued == 0 and reporter.sent == len(events)
+    assert Runtime.get().registry.whereis(reporter.name) is None
+    assert not reporter.log("too.late")
+    assert not telemetry.list_handlers(reporter.handler_id)
+
+
+def test_two_sessions_report_only_their_own_signals(open_server: Any) -> None:
+    key = new_key()
+    config = {"base_url": open_server.url, "api_key": key, "telemetry": True}
+    with tinkex.ServiceClient(**config) as one, tinkex.ServiceClient(**config) as two:
+        first = one.create_sampling_client(base_model=BASE_MODEL).result(timeout=60)
+        second = two.create_sampling_client(base_model=BASE_MODEL).result(timeout=60)
+        futures = [sampler.sample(PROMPT, 1, PARAMS) for sampler in (first, second, second)]
+        for future in futures:
+            future.result(timeout=60)
+        sessions = one.session_id, two.session_id
+
+    for session, samples in zip(sessions, (1, 2), strict=True):
+        sent = paths(events_of(open_server, key, session))
+        assert sent.count("/api/v1/asample") == samples
+        assert sent.count("/api/v1/create_sampling_session") == 1
+        finishes = [p for p in sent if p.endswith("/finish")]
+        assert finishes == [f"/api/v1/sessions/{session}/finish"]
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_disabled_telemetry_sends_nothing_at_all(
+    open_server: Any, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    key = new_key()
+    if how == "argument":
+        service = tinkex.ServiceClient(base_url=open_server.url, api_key=key, telemetry=False)
+    else:
+        monkeypatch.setenv("TINKER_TELEMETRY", "0")
+        service = tinkex.ServiceClient(base_url=open_server.url, api_key=key)
+    with service:
+        sampler = service.create_sampling_client(base_model=BASE_MODEL).result(timeout=60)
+        sampler.sample(PROMPT, 1, PARAMS).result(timeout=60)
+        assert service.telemetry_reporter is None
+        session = service.session_id
+    assert Runtime.get().registry.whereis(f"telemetry:{session}") is None
+    assert batches_of(open_server, key) == []
+
+
+def test_user_errors_and_crashes_are_told_apart(open_server: Any) -> None:
+    key = new_key()
+    with (
+        pytest.raises(RuntimeError, match="the script broke"),
+        tinkex.ServiceClient(base_url=open_server.url, api_key=key, telemetry=True) as service,
+    ):
+        sampler = service.create_sampling_client(base_model=BASE_MODEL).result(timeout=60)
+        session = service.session_id
+        with pytest.raises(RequestFailedError) as bad_input:
+            sampler.sample(ModelInput.from_ints([1, 300]), 1, PARAMS).result(timeout=60)
+        reporter = service.telemetry_reporter
+        assert reporter is not None
+        reporter.log_exception(bad_input.value)
+        raise RuntimeError("the script broke")
+
+    events = events_of(open_server, key, session)
+    user_errors = forwarded(events, "user_error")
+    # One forwarded from the failed future's signal, one logged by the script.
+    assert [e["event_data"].get("signal") for e in user_errors] == [
+        "tinkex.future.request_failed",
+        None,
+    ]
+    for event in user_errors:
+        assert event["severity"] == "WARNING"
+        assert event["event_data"]["category"] == "user"
+        assert "outside the vocabulary" in event["event_data"]["message"]
+    [crash] = [e for e in events if e["event"] == "UNHANDLED_EXCEPTION"]
+    assert crash["error_type"] == "RuntimeError"
+    assert crash["error_message"] == "the script broke"
+    assert 'raise RuntimeError("the script broke")' in crash["traceback"]
+    assert events[-1]["event"] == "SESSION_END"
+
+
+# --- batching ---------------------------------------------------------------------------------
+
+
+def test_the_threshold_starts_a_flush_sent_in_batches(
+    open_server: Any, start_reporter: StartReporter
+) -> None:
+    key = new_key()
+    config = tinkex.Config(api_key=key, base_url=open_server.url)
+    reporter = start_reporter(config, flush_threshold=5, max_batch_size=3, **QUIET)
+    for n in range(3):
+        assert reporter.log("step", {"n": n})
+    assert reporter.queued == 4  # SESSION_START and three events: below the threshold
+    assert batches_of(open_server, key) == []
+
+    assert reporter.log("step", {"n": 3})  # the fifth event
+    assert reporter.wait_drained(timeout=30)
+
+    batches = batches_of(open_server, key)
+    assert [len(b["events"]) for b in batches] == [3, 2]
+    indexes = [e["event_session_index"] for b in batches for e in b["events"]]
+    assert indexes == [0, 1, 2, 3, 4]
+    assert reporter.sent == 5
+
+
+def test_the_timer_flushes_what_is_queued(open_server: Any, start_reporter: StartReporter) -> None:
+    key = new_key()
+    config = tinkex.Config(api_key=key, base_url=open_server.url)
+    reporter = start_reporter(config, flush_interval=0.05, flush_threshold=1000)
+    reporter.log("one")
+    reporter.log("two")
+    assert reporter.wait_drained(timeout=30)  # only the timer can have sent them
+    names = [e.get("event_name", e["event"]) for e in events_of(open_server, key)]
+    assert names == ["SESSION_START", "one", "two"]
+
+
+def test_a_full_queue_drops_and_counts_and_what_was_kept_is_sent(
+    open_server: Any, start_reporter: StartReporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = new_key()
+    config = tinkex.Config(api_key=key, base_url=open_server.url)
+    reporter = start_reporter(config, max_queue_size=4, **QUIET)
+    with caplog.at_level(logging.WARNING, logger="tinkex.reporting"):
+        accepted = [reporter.log("e", {"n": n}) for n in range(6)]
+    assert accepted == [True, True, True, False, False, False]
+    assert reporter.dropped == 3
+    assert len([r for r in caplog.records if "queue is full" in r.getMessage()]) == 1
+
+    assert reporter.flush(timeout=30)
+    assert [e["event_session_index"] for e in events_of(open_server, key)] == [0, 1, 2, 3]
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+class Stub:
+    """Answers ``/api/v1/telemetry`` with a scripted list of outcomes (then 200 accepted).
+
+    For failures the local server cannot be made to produce on this route.
+    """
+
+    def __init__(self, *outcomes: int | type[Exception]) -> None:
+        self.outcomes = list(outcomes)
+        self.bodies: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.bodies.append(json.loads(request.content))
+            outcome = self.outcomes.pop(0) if self.outcomes else 200
+        if isinstance(outcome, type):
+            raise outcome("scripted failure", request=request)
+        body = {"status": "accepted"} if outcome == 200 else {"detail": "scripted"}
+        return httpx.Response(outcome, json=body)
+
+    def config(self) -> tinkex.Config:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(self))
+        return tinkex.Config(
+            api_key=new_key(), base_url="http://telemetry.test", http_client=client
+        )
+
+
+FAST_RETRIES = {"retry_base_delay": 0.001, "max_send_attempts": 4, **QUIET}
+
+
+def test_a_failed_send_is_retried_and_the_batch_arrives_once_whole(
+    start_reporter: StartReporter,
+) -> None:
+    stub = Stub(503, httpx.ConnectError, 429)
+    reporter = start_reporter(stub.config(), **FAST_RETRIES)
+    reporter.log("precious")
+
+    assert reporter.flush(timeout=30)
+
+    assert len(stub.bodies) == 4
+    assert all(body == stub.bodies[0] for body in stub.bodies), "the same batch each time"
+    assert (reporter.sent, reporter.lost) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "attempts"),
+    [((400,), 1), ((503,) * 4, 4), ((httpx.ConnectError,) * 4, 4)],
+    ids=["bad-request-not-retried", "server-down", "unreachable"],
+)
+def test_a_batch_that_keeps_failing_is_dropped_without_troubling_the_caller(
+    start_reporter: StartReporter,
+    caplog: pytest.LogCaptureFixture,
+    outcomes: tuple[int | type[Exception], ...],
+    attempts: int,
+) -> None:
+    stub = Stub(*outcomes)
+    reporter = start_reporter(stub.config(), **FAST_RETRIES)
+    assert reporter.log_exception(RuntimeError("boom"))  # starts a flush by itself
+
+    with caplog.at_level(logging.WARNING, logger="tinkex.reporting"):
+        assert reporter.wait_drained(timeout=30)
+
+    assert len(stub.bodies) == attempts
+    assert (reporter.sent, reporter.lost) == (0, 2)
+    assert any("a batch was dropped" in r.getMessage() for r in caplog.records)
+    # The reporter keeps working: the next batch goes through.
+    reporter.log("after")
+    assert reporter.flush(timeout=30)
+    assert reporter.sent == 1
+
+
+def test_a_crashed_reporter_is_restarted_and_loses_nothing(
+    open_server: Any, start_reporter: StartReporter
+) -> None:
+    key = new_key()
+    reporter = start_reporter(tinkex.Config(api_key=key, base_url=open_server.url), **QUIET)
+    for n in range(3):
+        reporter.log("before", {"n": n})
+    restarted = threading.Event()
+
+    def on_restart(event: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
+        if metadata["child_id"] == reporter.name:
+            restarted.set()
+
+    telemetry.attach("test-reporter-restart", "tinkex.supervisor.child_restarted", on_restart)
+    try:
+        Runtime.get().ref(reporter.name).tell("a message no actor understands")
+        assert restarted.wait(30), "the reporter was not restarted"
+    finally:
+        telemetry.detach("test-reporter-restart")
+    for n in range(2):
+        reporter.log("after", {"n": n})
+
+    assert reporter.flush(timeout=30)
+    events = events_of(open_server, key)
+    assert [e.get("event_name", e["event"]) for e in events] == ["SESSION_START"] + [
+        "before"
+    ] * 3 + ["after"] * 2
+    assert [e["event_session_index"] for e in events] == list(range(6))
+    assert [h.id for h in telemetry.list_handlers()].count(reporter.handler_id) == 1
+
+
+def test_the_reporters_own_requests_are_never_forwarded(start_reporter: StartReporter) -> None:
+    # Forwarding them would feed the reporter its own sends for ever.
+    reporter = start_reporter(Stub().config(), **QUIET)
+    own = {"session_id": reporter.session_id, "method": "POST", "status": 200}
+    reporter.forward("tinkex.http.request.stop", {}, {**own, "path": "/api/v1/telemetry"})
+    assert reporter.queued == 1
+    reporter.forward("tinkex.http.request.stop", {}, {**own, "path": "/api/v1/asample"})
+    assert reporter.queued == 2
+
+
+# --- the API ----------------------------------------------------------------------------------
+
+
+def test_bad_arguments_are_refused_clearly_and_queue_nothing(
+    start_reporter: StartReporter,
+) -> None:
+    reporter = start_reporter(Stub().config(), **QUIET)
+    with pytest.raises(ValueError, match="non-empty event name"):
+        reporter.log("  ")
+    with pytest.raises(TypeError, match="data must be a mapping"):
+        reporter.log("x", [1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="severity must be one of"):
+        reporter.log("x", severity="LOUD")
+    with pytest.raises(TypeError, match="needs an exception"):
+        reporter.log_exception("boom")  # type: ignore[arg-type]
+    assert reporter.queued == 1  # SESSION_START only
+
+
+def test_a_session_has_one_reporter(start_reporter: StartReporter) -> None:
+    reporter = start_reporter(Stub().config(), **QUIET)
+    with pytest.raises(ValueError, match="already has a telemetry reporter"):
+        TelemetryReporter.start(Runtime.get(), Stub().config(), reporter.session_id)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("flush_interval", 0), ("max_batch_size", 0), ("max_queue_size", 2.5), ("send_timeout", -1)],
+)
+def test_bad_settings_name_the_setting(setting: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"ReporterSettings.{setting} must be"):
+        ReporterSettings(**{setting: value})
