@@ -97,7 +97,7 @@ def test_train_writes_metrics_checkpoints_curve_and_samples(
         c["tinker_path"]: (c["user_metadata"] or {}).get("tinkex_train_step")
         for c in listed["checkpoints"]
     }
-    assert {c["path"]: c["step"] for c in summary["checkpoints"]}.items() <= steps.items()
+    assert {c["path"]: str(c["step"]) for c in summary["checkpoints"]}.items() <= steps.items()
 
 
 def test_resume_continues_at_the_saved_step_and_loss_keeps_falling(

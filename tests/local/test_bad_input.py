@@ -179,6 +179,18 @@ def test_bad_ttl_and_checkpoint_name(raw: RawTinker, model_id: str) -> None:
     assert "ttl_seconds=5" in _detail(response)
 
 
+@pytest.mark.parametrize("path", ["save_weights", "save_weights_for_sampler"])
+def test_checkpoint_metadata_values_must_be_strings(
+    raw: RawTinker, model_id: str, path: str
+) -> None:
+    # The official SDK reads checkpoint metadata as dict[str, str]: a number stored here
+    # would break every later listing of the user's checkpoints, so it is refused up front.
+    body = {"model_id": model_id, "path": "meta", "user_metadata": {"step": 3}}
+    response = raw.post(path, body)
+    assert response.status_code == 400
+    assert "user_metadata.step" in _detail(response)
+
+
 ONE_PIXEL_PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 )

@@ -192,9 +192,9 @@ class Trainer:
             listing = CheckpointsListResponse(checkpoints=[])
         for checkpoint in listing.checkpoints:
             if checkpoint.tinker_path == path:
-                step = (checkpoint.user_metadata or {}).get(STEP_KEY)
-                if isinstance(step, int) and step >= 0:
-                    return step
+                step = str((checkpoint.user_metadata or {}).get(STEP_KEY, ""))
+                if step.isdigit():
+                    return int(step)
         self.progress.note(
             f"tinkex: cannot tell which step {path} was saved after (its metadata has no "
             f"{STEP_KEY}: it was not saved by tinkex train); counting steps from 0"
@@ -277,7 +277,9 @@ class Trainer:
 
     def _save_state(self, training: TrainingClient, outcome: TrainOutcome) -> str:
         step = outcome.step
-        saved = self.deadline.wait(training.save_state(_name(step), user_metadata={STEP_KEY: step}))
+        saved = self.deadline.wait(
+            training.save_state(_name(step), user_metadata={STEP_KEY: str(step)})
+        )
         outcome.checkpoints.append({"step": step, "path": saved.path})
         return saved.path
 

@@ -113,7 +113,7 @@ class ServiceClient:
         train_mlp: bool = True,
         train_attn: bool = True,
         train_unembed: bool = True,
-        user_metadata: dict[str, Any] | None = None,
+        user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[TrainingClient]:
         """Create a LoRA model on ``base_model``; the future holds its TrainingClient."""
         lora = LoraConfig(

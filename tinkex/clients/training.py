@@ -127,7 +127,7 @@ class TrainingClient:
         name: str,
         ttl_seconds: int | None = None,
         overwrite: bool = False,
-        user_metadata: dict[str, Any] | None = None,
+        user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[SaveWeightsResponse]:
         """Save weights and optimizer state as ``tinker://<run>/weights/<name>``."""
         return self._call("save_state", name, ttl_seconds, overwrite, user_metadata)
@@ -143,7 +143,7 @@ class TrainingClient:
         self,
         name: str,
         ttl_seconds: int | None = None,
-        user_metadata: dict[str, Any] | None = None,
+        user_metadata: dict[str, str] | None = None,
     ) -> APIFuture[SaveWeightsForSamplerResponse]:
         """Save the adapter as ``tinker://<run>/sampler_weights/<name>`` for sampling."""
         return self._call("save_weights_for_sampler", name, ttl_seconds, None, user_metadata)

@@ -64,7 +64,7 @@ class CreateModelRequest(WireModel):
     session_id: str
     model_seq_id: int
     base_model: str
-    user_metadata: dict[str, Any] | None = None
+    user_metadata: dict[str, str] | None = None
     lora_config: LoraConfig | None = None
     optimizer_config: OptimizerConfig = Field(default_factory=OptimizerConfig)
     type: Literal["create_model"] = "create_model"
@@ -128,7 +128,7 @@ class SaveWeightsRequest(WireModel):
     seq_id: int | None = None
     ttl_seconds: int | None = None
     overwrite: bool = False
-    user_metadata: dict[str, Any] | None = None
+    user_metadata: dict[str, str] | None = None
     type: Literal["save_weights"] = "save_weights"
 
 
@@ -144,7 +144,7 @@ class SaveWeightsForSamplerRequest(WireModel):
     kind: Literal["snapshot", "inflight"] = "snapshot"
     seq_id: int | None = None
     ttl_seconds: int | None = None
-    user_metadata: dict[str, Any] | None = None
+    user_metadata: dict[str, str] | None = None
     type: Literal["save_weights_for_sampler"] = "save_weights_for_sampler"
 
 
