@@ -55,7 +55,7 @@ CALL_ATTEMPTS = 3
 MAX_CACHED_PROXIES = 1024
 
 
-def _at_exit(shutdown: Callable[[], None]) -> None:
+def at_exit(shutdown: Callable[[], None]) -> None:
     """Run ``shutdown`` when the interpreter exits.
 
     The actors' threads are not daemon threads, and Python joins those *before* it runs
@@ -101,7 +101,7 @@ class Runtime:
         with cls._instance_lock:
             if cls._instance is None or not cls._instance._tree.is_alive():
                 cls._instance = cls()
-                _at_exit(cls._instance.shutdown)
+                at_exit(cls._instance.shutdown)
             return cls._instance
 
     def shutdown(self) -> None:

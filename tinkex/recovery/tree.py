@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, cast
 
-from tinkex.actors.runtime import _at_exit
+from tinkex.actors.runtime import at_exit
 from tinkex.clients import ServiceClient, TrainingClient
 from tinkex.supervision import ChildSpec, Registry, Strategy, Supervisor, TaskSupervisor
 
@@ -89,7 +89,7 @@ class RecoveryMonitor:
             name=name,
         )
         handle = cls(supervisor, registry, policy, latch)
-        _at_exit(handle.stop)
+        at_exit(handle.stop)
         return handle
 
     def __repr__(self) -> str:
