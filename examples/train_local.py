@@ -2,10 +2,12 @@
 
 Starts ``tinkex serve`` in-process on a free 127.0.0.1 port (no account, no network) and
 drives it with the tinkex client: a short LoRA run with cross-entropy, a checkpoint, and
-samples from the trained weights. The script is also valid code for the official ``tinker``
-SDK: replace the two tinkex imports with ``import tinker`` / ``from tinker import types``.
+samples from the trained weights. It always runs locally: starting the server explicitly is
+its point (``examples/training_loop.py`` is the same loop for any backend). The script is
+also valid code for the official ``tinker`` SDK: replace ``import tinkex as tinker`` and
+``from tinkex import types`` with ``import tinker`` and ``from tinker import types``.
 
-    python examples/train_local.py [--steps 30]
+    python examples/train_local.py [--steps 80]
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import tinkex
+import tinkex as tinker
 from tinkex import types
 from tinkex.local import LocalServer, ServerConfig
 
@@ -49,7 +51,7 @@ def main() -> None:
         LocalServer(ServerConfig(port=0, data_dir=Path(data_dir))) as server,
     ):
         print(f"local Tinker backend at {server.url} (model {BASE_MODEL})")
-        service = tinkex.ServiceClient(base_url=server.url, api_key=API_KEY)
+        service = tinker.ServiceClient(base_url=server.url, api_key=API_KEY)
         training = service.create_lora_training_client(
             base_model=BASE_MODEL, rank=args.rank, seed=0
         ).result()

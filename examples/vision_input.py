@@ -72,13 +72,13 @@ def tiny_png(width: int = 4, height: int = 4) -> bytes:
 
 def load_image() -> ImageChunk:
     """The image of the environment's choosing, checked: PNG/JPEG, and its format detected."""
-    raw_tokens = os.environ.get("TINKER_IMAGE_EXPECTED_TOKENS")
-    try:
-        expected = int(raw_tokens) if raw_tokens else None
-    except ValueError:
+    raw_tokens = os.environ.get("TINKER_IMAGE_EXPECTED_TOKENS", "").strip()
+    expected = int(raw_tokens) if raw_tokens.isascii() and raw_tokens.isdigit() else None
+    if raw_tokens and not expected:
         raise SystemExit(
-            f"TINKER_IMAGE_EXPECTED_TOKENS={raw_tokens!r} is not a whole number of tokens"
-        ) from None
+            f"TINKER_IMAGE_EXPECTED_TOKENS={raw_tokens!r} is not a positive whole number of "
+            "tokens; set it to how many tokens the image takes, or unset it"
+        )
     path = os.environ.get("TINKER_IMAGE_PATH")
     if path:
         try:

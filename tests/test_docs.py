@@ -446,3 +446,40 @@ def test_client_methods_named_in_guides_exist(page: str) -> None:
     assert called, f"{page} calls no client methods"
     missing = sorted({f"{var}.{name}" for var, name in called if not hasattr(clients[var], name)})
     assert not missing, f"{page} calls methods the clients do not have: {missing}"
+
+
+# --- the local server's endpoints ----------------------------------------------------------
+
+_ENDPOINT_ROW = re.compile(r"^\| ([A-Z]+(?: / [A-Z]+)*) \| `([a-z_/{}]+)(?:\?[^`]*)?` \|", re.M)
+
+
+def _documented_endpoints() -> set[tuple[str, str]]:
+    """``(method, /api/v1/path)`` for each row of the endpoint table in local_backend.md."""
+    text = (DOCS / "local_backend.md").read_text(encoding="utf-8")
+    return {
+        (method, f"/api/v1/{path}")
+        for methods, path in _ENDPOINT_ROW.findall(text)
+        for method in methods.split(" / ")
+    }
+
+
+def test_every_local_server_endpoint_is_documented() -> None:
+    pytest.importorskip("starlette")
+    from types import SimpleNamespace
+
+    from starlette.routing import Route
+
+    from tinkex.local.app import build_app
+
+    # The route table needs only the key set and the fault injector of a service.
+    service = SimpleNamespace(config=SimpleNamespace(api_keys=frozenset()), faults=None)
+    served = {
+        (method, route.path)
+        for route in build_app(service).routes  # type: ignore[arg-type]
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    documented = _documented_endpoints()
+    assert served - documented == set(), "endpoints missing from the local_backend.md table"
+    assert documented - served == set(), "local_backend.md documents endpoints nobody serves"

@@ -258,3 +258,15 @@ def test_a_failed_request_is_counted_with_status_error() -> None:
         "http.request.duration_ms", method="POST", endpoint="asample", status="error"
     )
     assert timing is not None and timing["max"] == 2.0
+
+
+@pytest.mark.parametrize("duration", [None, "fast", math.nan, -5, True])
+def test_a_signal_without_a_usable_duration_is_counted_but_not_timed(duration: object) -> None:
+    # A handler that raised would be detached, and nothing would be counted from then on.
+    registry = Metrics()
+    stop = {"method": "GET", "path": "/api/v1/healthz", "status": 200}
+    registry.handle("tinkex.http.request.stop", {"duration": duration}, stop)
+    registry.handle("tinkex.future.complete", {"duration": duration}, {"request_type": "Sample"})
+    assert registry.counter("http.requests", endpoint="healthz", status="200") == 1
+    assert registry.counter("futures", request_type="Sample", outcome="ok") == 1
+    assert registry.snapshot()["histograms"] == {}

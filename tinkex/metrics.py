@@ -213,12 +213,27 @@ class Metrics:
         if number < 0:
             raise ValueError(f"observe() records non-negative values; got {value!r} for {name!r}")
         with self._lock:
-            histogram = self._histograms.get(key)
-            if histogram is None:
-                if not self._admit(self._histograms, key):
-                    return
-                histogram = self._histograms[key] = Histogram(self.relative_accuracy)
-            histogram.add(number)
+            self._observe_locked(key, number)
+
+    def _observe_locked(self, key: SeriesKey, value: float) -> None:
+        histogram = self._histograms.get(key)
+        if histogram is None:
+            if not self._admit(self._histograms, key):
+                return
+            histogram = self._histograms[key] = Histogram(self.relative_accuracy)
+        histogram.add(value)
+
+    def _count_and_time(self, counter: str, timer: str, tags: Tags, duration: object) -> None:
+        """One signal: count it in ``counter`` and, if it carries a ``duration`` (ns), put
+        it in the histogram ``timer`` (ms), under one lock. Called for every request on the
+        I/O loop thread, so the keys come ready-made."""
+        key = (counter, tags)
+        milliseconds = _duration_ms(duration)
+        with self._lock:
+            if self._admit(self._counters, key):
+                self._counters[key] = self._counters.get(key, 0) + 1
+            if milliseconds is not None:
+                self._observe_locked((timer, tags), milliseconds)
 
     def _admit(self, table: Mapping[SeriesKey, object], key: SeriesKey) -> bool:
         if key in table or len(table) < self.max_series:
@@ -294,19 +309,13 @@ class Metrics:
     def handle(self, event: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
         """Telemetry handler turning one signal into counts and timings."""
         if event.startswith(_HTTP):
-            endpoint = endpoint_of(str(metadata.get("path", "")))
-            method = str(metadata.get("method", ""))
-            status = metadata.get("status") if event == _HTTP_STOP else "error"
-            self.increment("http.requests", method=method, endpoint=endpoint, status=status)
-            duration = measurements.get("duration")
-            if isinstance(duration, int | float):
-                self.observe(
-                    "http.request.duration_ms",
-                    duration / 1e6,
-                    method=method,
-                    endpoint=endpoint,
-                    status=status,
-                )
+            status = str(metadata.get("status")) if event == _HTTP_STOP else "error"
+            tags = _http_tags(
+                str(metadata.get("method", "")), str(metadata.get("path", "")), status
+            )
+            self._count_and_time(
+                "http.requests", "http.request.duration_ms", tags, measurements.get("duration")
+            )
         elif event == _HTTP_RETRY:
             endpoint = endpoint_of(str(metadata.get("path", "")))
             self.increment(
@@ -320,14 +329,12 @@ class Metrics:
         elif event == _SAMPLE_RETRY:
             self.increment("retries", layer="sample", reason=metadata.get("error"))
         else:
-            request_type = metadata.get("request_type")
-            outcome = _FUTURE_OUTCOMES[event]
-            self.increment("futures", request_type=request_type, outcome=outcome)
-            duration = measurements.get("duration")
-            if isinstance(duration, int | float):
-                self.observe(
-                    "future.duration_ms", duration / 1e6, request_type=request_type, outcome=outcome
-                )
+            tags = _tags(
+                {"request_type": metadata.get("request_type"), "outcome": _FUTURE_OUTCOMES[event]}
+            )
+            self._count_and_time(
+                "futures", "future.duration_ms", tags, measurements.get("duration")
+            )
 
 
 _HTTP: Final = "tinkex.http.request."
@@ -359,6 +366,19 @@ def endpoint_of(path: str) -> str:
     trimmed = path[len(_API_PREFIX) :] if path.startswith(_API_PREFIX) else path.lstrip("/")
     first, *rest = trimmed.split("/")
     return "/".join([first, *("{id}" if _ID_SEGMENT.search(s) else s for s in rest)])
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_tags(method: str, path: str, status: str) -> Tags:
+    return _tags({"method": method, "endpoint": endpoint_of(path), "status": status})
+
+
+def _duration_ms(duration: object) -> float | None:
+    """A signal's ``duration`` (integer ns) in ms; ``None`` if it has none that fits."""
+    if isinstance(duration, bool) or not isinstance(duration, int | float):
+        return None
+    milliseconds = duration / 1e6
+    return milliseconds if math.isfinite(milliseconds) and milliseconds >= 0 else None
 
 
 def _series(name: str, tags: Mapping[str, object]) -> SeriesKey:

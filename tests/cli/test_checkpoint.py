@@ -72,6 +72,21 @@ def test_save_usage_errors_exit_2(cli: Invoke, args: list[str], expected: str) -
     fails(cli("checkpoint", *args), 2, expected)
 
 
+def test_an_unwritable_output_is_refused_before_anything_is_saved(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    runs_before = json_of(cli("run", "list", "--limit", "1", "--json"))["total"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    fails(
+        cli("checkpoint", *MODEL, "--output", str(blocker / "c.json")),
+        1,
+        f"cannot create the directory of --output {blocker / 'c.json'}",
+        "pass another --output",
+    )
+    assert json_of(cli("run", "list", "--limit", "1", "--json"))["total"] == runs_before
+
+
 def test_publish_ttl_and_listing(cli: Invoke, tmp_path: Path) -> None:
     path = save(cli, tmp_path, "--kind", "state")["state_path"]
     run = path.split("/")[2]

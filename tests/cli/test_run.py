@@ -50,40 +50,14 @@ def test_text_output_shows_each_sample(cli: Invoke) -> None:
 
 def test_json_is_the_servers_answer_and_nothing_else(cli: Invoke) -> None:
     args = ["run", *MODEL, "--prompt", "hello", "--max-tokens", "3", "--num-samples", "2"]
-    answer = json_of(
-        cli(
-            *args,
-            "--seed",
-            "7",
-            "--temperature",
-            "0.9",
-            "--top-p",
-            "0.9",
-            "--top-k",
-            "50",
-            "--json",
-        )
-    )
+    sampling = ["--seed", "7", "--temperature", "0.9", "--top-p", "0.9", "--top-k", "50"]
+    answer = json_of(cli(*args, *sampling, "--json"))
     assert answer["type"] == "sample"
     assert len(answer["sequences"]) == 2
     for sequence in answer["sequences"]:
         assert len(sequence["tokens"]) <= 3
         assert len(sequence["logprobs"]) == len(sequence["tokens"])
-    again = json_of(
-        cli(
-            *args,
-            "--seed",
-            "7",
-            "--temperature",
-            "0.9",
-            "--top-p",
-            "0.9",
-            "--top-k",
-            "50",
-            "--format",
-            "json",
-        )
-    )
+    again = json_of(cli(*args, *sampling, "--format", "json"))
     tokens = [s["tokens"] for s in answer["sequences"]]
     assert [s["tokens"] for s in again["sequences"]] == tokens, "a seed makes samples repeatable"
 
@@ -178,6 +152,17 @@ def test_sampling_trained_weights_and_writing_to_a_file(
     assert result.stdout == ""
     assert f"wrote 1 sample(s) to {output}" in result.stderr
     assert len(json.loads(output.read_text())["sequences"]) == 1
+
+
+def test_output_creates_its_directory_and_an_unusable_one_is_refused_first(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    output = tmp_path / "new" / "dir" / "samples.txt"
+    args = ["run", *MODEL, "--prompt", "hi", "--max-tokens", "2"]
+    ok(cli(*args, "--output", str(output)))
+    assert output.read_text().startswith("Sample 1 (")
+    assert [p.name for p in output.parent.iterdir()] == ["samples.txt"], "no partial file"
+    fails(cli(*args, "--output", str(output / "x.txt")), 1, "cannot create the directory")
 
 
 def test_server_refusals_exit_1(cli: Invoke) -> None:

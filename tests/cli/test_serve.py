@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cli.conftest import fails, invoke
+
 KEY = "tml-cli-serve-key"
 
 
@@ -83,3 +85,19 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unknown fault setting(s) nonsense" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--port", "-5"], "Invalid value for '--port'"),
+        (["--port", "70000"], "Invalid value for '--port'"),
+        (["--log-level", "loud"], "Invalid value for '--log-level'"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_starts(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    data_dir = tmp_path / "data"
+    fails(invoke(["serve", "--data-dir", str(data_dir), *args]), 2, expected)
+    assert not data_dir.exists()

@@ -121,6 +121,22 @@ def test_resume_continues_at_the_saved_step_and_loss_keeps_falling(
     assert [c["step"] for c in summary["checkpoints"]] == [3, 6]
 
 
+def test_resuming_an_earlier_checkpoint_retrains_the_later_steps_once(
+    cli: Invoke, data: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "run"
+    common = ["--data", str(data), "--batch-size", "4", "--sample-prompt", "up"]
+    ok(cli(*TRAIN, *common, "--steps", "4", "--save-every", "2", "--output", str(output)))
+    at_step_2 = checkpoints(output)["checkpoints"][0]
+    assert at_step_2["step"] == 2
+    with (output / "metrics.jsonl").open("a") as out:
+        out.write('{"step": 5, "loss"')  # as if the process died writing step 5
+
+    ok(cli(*TRAIN, *common, "--steps", "5", "--resume", at_step_2["path"], "--output", str(output)))
+    assert [r["step"] for r in metrics(output)] == [1, 2, 3, 4, 5]
+    assert [c["step"] for c in checkpoints(output)["checkpoints"]] == [2, 5]
+
+
 def test_resuming_a_checkpoint_not_saved_by_train_counts_from_zero(
     cli: Invoke, data: Path, tmp_path: Path
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from tinkex.cli.dataset import DataError, Example, Segment, load_examples, render
+from tinkex.cli.output import write_result_file
 from tinkex.cli.plot import Canvas, encode_png, write_line_chart
 from tinkex.cli.progress import StepProgress
+from tinkex.cli.run_dir import RunDirectory
 from tinkex.cli.trainer import BatchSchedule
 from tinkex.tokenizers import load_tokenizer
 
@@ -146,8 +149,40 @@ def test_progress_rewrites_one_line_on_a_terminal_and_prints_lines_elsewhere() -
     rewritten, after = terminal.getvalue().split("\n", 1)
     assert rewritten.count("\r[") == 2 and rewritten.endswith("loss 0.5000  2,000 tokens/s")
     assert after == "done\n"
+    shrinking = _Terminal()
+    progress = StepProgress(10, stream=shrinking)
+    progress.step(1, 2.5, 12345.0)
+    progress.step(2, 2.0, 5.0)  # a shorter line covers all of the longer one
+    first, second = shrinking.getvalue().split("\r")[1:]
+    assert len(second) == len(first) and second.rstrip().endswith(" 5 tokens/s")
     assert log.getvalue().splitlines() == [
         "step  1/10  loss 2.5000  1,234 tokens/s",
         "step 10/10  loss 0.5000  2,000 tokens/s",
         "done",
     ]
+
+
+def test_a_result_file_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    write_result_file(path, "first\n")
+    write_result_file(path, "second\n")
+    assert path.read_text() == "second\n"
+    taken = tmp_path / "taken"
+    (taken / "child").mkdir(parents=True)  # a non-empty directory cannot be replaced
+    with pytest.raises(OSError):
+        write_result_file(taken, "lost\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "taken"], "no leftovers"
+
+
+def test_rewinding_a_run_directory_forgets_later_steps_and_cut_lines(tmp_path: Path) -> None:
+    run = RunDirectory(tmp_path)
+    for step in (1, 2, 3, 4):
+        run.append_metrics({"step": step, "loss": 5.0 - step})
+    with run.metrics.open("a") as out:
+        out.write('{"step": 5, "lo')  # a crash in the middle of a line
+    run.write_checkpoints({"checkpoints": [{"step": 2, "path": "a"}, {"step": 4, "path": "b"}]})
+    assert run.rewind(2) == [{"step": 2, "path": "a"}]
+    assert run.losses() == [(1.0, 4.0), (2.0, 3.0)]
+    run.append_metrics({"step": 3, "loss": 1.5})
+    assert [json.loads(line)["step"] for line in run.metrics.read_text().splitlines()] == [1, 2, 3]
+    assert RunDirectory(tmp_path / "new").rewind(7) == []

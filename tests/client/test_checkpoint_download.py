@@ -23,6 +23,7 @@ import tinkex
 from tests.client.conftest import BASE_MODEL
 from tests.conftest import API_KEY
 from tinkex import telemetry
+from tinkex.clients import checkpoint_download
 from tinkex.clients.checkpoint_download import DOWNLOAD_EVENT, UnsafeArchiveError, extract_safely
 from tinkex.config import Config
 
@@ -284,3 +285,40 @@ def test_cancelling_mid_download_leaves_nothing(tmp_path: Path) -> None:
     finally:
         telemetry.detach(f"test-cancel-{id(ended)}")
     assert _leftovers(tmp_path) == []
+
+
+def test_cancelling_while_unpacking_installs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive has arrived and the worker thread is unpacking it when the caller
+    cancels: the thread finishes its work but must not rename anything into place."""
+    unpacking, go, cancelled, finished = (threading.Event() for _ in range(4))
+    real_extract, real_unpack = extract_safely, checkpoint_download._unpack_and_install
+
+    def held_extract(archive: Path, destination: Path) -> None:
+        unpacking.set()
+        assert go.wait(timeout=30), "the test never let the unpacking go on"
+        real_extract(archive, destination)
+
+    def observed_unpack(*args: Any) -> None:
+        try:
+            real_unpack(*args)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(checkpoint_download, "extract_safely", held_extract)
+    monkeypatch.setattr(checkpoint_download, "_unpack_and_install", observed_unpack)
+    body = _tar((_member("adapter.safetensors"), b"weights"))
+    rest = _stub_client(lambda: httpx.Response(200, content=body))
+    handler = f"test-cancel-unpack-{id(cancelled)}"
+    telemetry.attach(handler, f"{DOWNLOAD_EVENT}.exception", lambda *_: cancelled.set())
+    try:
+        download = rest.download_checkpoint(STUB_PATH, tmp_path)
+        assert unpacking.wait(timeout=30)
+        assert download.cancel()
+        assert cancelled.wait(timeout=30)  # the caller has given up (and said so)
+    finally:
+        go.set()
+        telemetry.detach(handler)
+    assert finished.wait(timeout=30)
+    assert _leftovers(tmp_path) == []  # no target, no staging directory

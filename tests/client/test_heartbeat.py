@@ -85,3 +85,36 @@ def test_heartbeats_stop_when_the_session_has_ended(serve: Callable[..., Any]) -
     )
     job = _run_heartbeats(server.url, key, session_id, None)
     assert job.result.done(), "a 410 ends the heartbeat job"
+
+
+def test_a_session_finished_between_heartbeats_gets_no_more(serve: Callable[..., Any]) -> None:
+    # close() completes the job while it sleeps, then finishes the session: a heartbeat sent
+    # after that would get a 410 and a "session has ended on the server" warning.
+    import httpx
+
+    server = serve()
+    key = new_key()
+    session_id = _session(server.url, key)
+    config = Config(api_key=key, base_url=server.url, max_retries=0)
+    job = HeartbeatJob(config=config, session_id=session_id, interval=1.0)
+    expired: list[object] = []
+    telemetry.attach(
+        "test-heartbeat-expired", "tinkex.session.expired", lambda *e: expired.append(e)
+    )
+
+    async def main() -> None:
+        pools = PoolRegistry()
+        task = asyncio.create_task(job.run(LoopContext(pools)))
+        await asyncio.sleep(0)  # the job is in its first sleep
+        job.result.set_result(None)
+        finish = f"{server.url}/api/v1/sessions/{session_id}/finish"
+        body = {"reason": {"type": "success"}}
+        await asyncio.to_thread(httpx.post, finish, json=body, headers={"X-API-Key": key})
+        await asyncio.wait_for(task, timeout=20)
+        await pools.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        telemetry.detach("test-heartbeat-expired")
+    assert expired == [], "a heartbeat went out after the session was finished"

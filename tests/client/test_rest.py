@@ -178,6 +178,9 @@ async def test_async_twins_return_the_values(tenant: Tenant) -> None:
     assert len(page.checkpoints) == 2 and info.lora_rank == 4
     sessions = await rest.list_sessions_async()
     assert sessions.sessions == [tenant.service.session_id]
+    # As in the official SDK, the twin is the value, and the plain call's future is awaitable
+    # (0.38's recommended spelling): both give the same answer.
+    assert await rest.get_training_run(run_id) == run
 
 
 # errors -----------------------------------------------------------------------------------
@@ -300,6 +303,16 @@ def test_archive_url_is_a_signed_redirect(open_server: Any, tenant: Tenant) -> N
     stranger = tinkex.RestClient(base_url=open_server.url, api_key=new_key())
     with pytest.raises(tinkex.NotFoundError):
         stranger.get_checkpoint_archive_url_from_tinker_path(path).result(timeout=30)
+
+
+def test_an_archive_url_dies_with_its_checkpoint(tenant: Tenant) -> None:
+    """A token is not a copy of the files: once the checkpoint is deleted, its URL is a 404."""
+    path = tenant.runs[2].save_state("doomed").result(timeout=60).path
+    located = tenant.rest.get_checkpoint_archive_url_from_tinker_path(path).result(timeout=30)
+    tenant.rest.delete_checkpoint_from_tinker_path(path).result(timeout=30)
+    with httpx.Client() as plain:
+        gone = plain.get(located.url)
+    assert gone.status_code == 404 and path in gone.json()["detail"]
 
 
 def test_archive_url_also_accepts_a_json_answer() -> None:

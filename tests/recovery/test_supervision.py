@@ -3,7 +3,9 @@ actor, and recoveries compete for the concurrency bound."""
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +16,13 @@ import tinkex
 from tests.conftest import API_KEY
 from tinkex import telemetry
 from tinkex.actors.runtime import Runtime
-from tinkex.recovery import DuplicateRunError, RecoveryMonitor, events
+from tinkex.recovery import (
+    DuplicateRunError,
+    RecoveryError,
+    RecoveryMonitor,
+    RecoveryPolicy,
+    events,
+)
 from tinkex.types import TrainingRun
 
 from .conftest import BATCH, WAIT, Recorder, corrupt, new_client
@@ -237,6 +245,10 @@ def test_stopping_gives_up_an_attempt_in_flight_at_once(
     assert not [seen for seen in supervisors.seen if seen[0] == "child_abandoned"]
     assert recorder.names() == ["detected", "started", "failed", "started"]
     assert recorder.calls == []
+    with pytest.raises(RecoveryError, match="this RecoveryMonitor is stopped"):
+        monitor.watched_runs()
+    with pytest.raises(RecoveryError, match="start a new one"):
+        monitor.monitor_run("another-run", service)
 
 
 @pytest.mark.parametrize("answer", ["raises", "not-a-run"])
@@ -260,3 +272,15 @@ def test_a_misbehaving_fetcher_is_a_poll_error_not_a_crash(
     assert all(isinstance(e, RuntimeError if answer == "raises" else TypeError) for e in errors)
     assert monitor.watched_runs() == ["run-x"]
     assert supervisors.seen == []  # nothing crashed, nothing restarted
+
+
+def test_a_stopped_monitor_is_not_kept_for_the_exit_hook() -> None:
+    # Monitors still running at exit are stopped then; a stopped one must be let go, or a
+    # daemon starting monitors would keep each one (and its callbacks) for ever.
+    callbacks = Recorder()
+    monitor = RecoveryMonitor.start(RecoveryPolicy(enabled=True, on_failure=callbacks.on_failure))
+    monitor.stop()
+    gone = weakref.ref(callbacks)
+    del monitor, callbacks
+    gc.collect()
+    assert gone() is None

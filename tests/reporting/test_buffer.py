@@ -103,3 +103,48 @@ def test_wait_through_returns_once_the_events_up_to_an_index_left() -> None:
 def test_a_buffer_needs_room_for_one_event() -> None:
     with pytest.raises(ValueError, match="max_size must be at least 1"):
         EventBuffer(0)
+
+
+def test_events_are_built_when_taken_once_each_and_a_broken_one_costs_only_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # put() runs on the I/O loop for every forwarded request: it must not build.
+    built: list[int] = []
+
+    def recording(index: int) -> TelemetryEvent:
+        built.append(index)
+        return generic_event(index, "e", {}, "INFO")
+
+    def broken(index: int) -> TelemetryEvent:
+        raise RuntimeError("an odd value")
+
+    buffer = EventBuffer(100)
+    for build in (recording, broken, recording):
+        buffer.put(build)
+    assert built == []
+    buffer.request_flush()
+    with caplog.at_level(logging.WARNING, logger="tinkex.reporting"):
+        first = buffer.take(3)
+    assert indexes(first) == [0, 2] and built == [0, 2]
+    assert (buffer.lost, len(buffer)) == (1, 2)
+    assert any("could not build telemetry event 1" in r.getMessage() for r in caplog.records)
+    # Sent again after an interruption: the same events (ids included), not rebuilt.
+    buffer.settle(Outcome.INTERRUPTED)
+    again = buffer.take(3)
+    assert again == first and built == [0, 2]
+    buffer.settle(Outcome.SENT)
+    assert (buffer.sent, buffer.lost, len(buffer)) == (2, 1, 0)
+    assert buffer.wait_through(2, timeout=0)
+
+
+def test_a_batch_whose_every_event_is_broken_does_not_stall_the_flush() -> None:
+    def broken(index: int) -> TelemetryEvent:
+        raise RuntimeError("an odd value")
+
+    buffer = EventBuffer(100)
+    buffer.put(broken)
+    buffer.put(broken)
+    buffer.put(make())
+    buffer.request_flush()
+    assert indexes(buffer.take(2)) == [2], "the next batch is taken at once"
+    assert buffer.lost == 2

@@ -12,6 +12,7 @@ import platform
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -102,6 +103,22 @@ def test_a_session_reports_its_start_its_own_signals_its_events_and_its_end(
     assert Runtime.get().registry.whereis(reporter.name) is None
     assert not reporter.log("too.late")
     assert not telemetry.list_handlers(reporter.handler_id)
+
+
+def test_the_reporter_is_there_from_the_first_line(open_server: Any) -> None:
+    # As in the docs: the reporter is asked for before anything else opened the session.
+    key = new_key()
+    with tinkex.ServiceClient(base_url=open_server.url, api_key=key, telemetry=True) as service:
+        reporter = service.telemetry_reporter
+        assert reporter is not None
+        assert reporter.log("first.thing")
+        session = service.session_id
+    names = [e.get("event_name", e["event"]) for e in events_of(open_server, key, session)]
+    assert names[:2] == ["SESSION_START", "first.thing"]
+    assert names[-1] == "SESSION_END"
+    closed_early = tinkex.ServiceClient(base_url=open_server.url, api_key=key, telemetry=True)
+    closed_early.close().result(timeout=60)
+    assert closed_early.telemetry_reporter is None
 
 
 def test_two_sessions_report_only_their_own_signals(open_server: Any) -> None:
@@ -224,6 +241,30 @@ def test_a_full_queue_drops_and_counts_and_what_was_kept_is_sent(
 
     assert reporter.flush(timeout=30)
     assert [e["event_session_index"] for e in events_of(open_server, key)] == [0, 1, 2, 3]
+
+
+def test_events_carry_what_and_when_it_happened_not_what_it_became_by_the_send(
+    open_server: Any, start_reporter: StartReporter
+) -> None:
+    # Events are built when their batch is sent, off the I/O loop; what they say must still
+    # be fixed when they are queued.
+    key = new_key()
+    reporter = start_reporter(tinkex.Config(api_key=key, base_url=open_server.url), **QUIET)
+    data: dict[str, Any] = {"step": 1, "nested": {"loss": 0.5}}
+    metadata = {"session_id": reporter.session_id, "path": "/api/v1/asample", "status": 200}
+    before = datetime.now(UTC)
+    assert reporter.log("mine", data)
+    reporter.forward("tinkex.http.request.stop", {"duration": 5}, metadata)
+    after = datetime.now(UTC)
+    data["nested"]["loss"] = 9.0
+    metadata["status"] = 500
+
+    assert reporter.flush(timeout=30)
+    _, mine, signal = events_of(open_server, key)
+    assert mine["event_data"] == {"step": 1, "nested": {"loss": 0.5}}
+    assert signal["event_data"]["metadata"]["status"] == 200
+    for event in (mine, signal):
+        assert before <= datetime.fromisoformat(event["timestamp"]) <= after
 
 
 # --- failures ---------------------------------------------------------------------------------

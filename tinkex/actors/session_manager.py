@@ -58,6 +58,8 @@ class HeartbeatJob:
         body = {"session_id": self.session_id, "type": "session_heartbeat"}
         while not self.result.done():
             await asyncio.sleep(self.interval)
+            if self.result.done():  # finished while asleep: the server would answer 410
+                return
             try:
                 await transport.request_json(
                     "POST", "session_heartbeat", json=body, timeout=10.0, max_retries=0

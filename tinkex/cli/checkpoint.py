@@ -19,9 +19,18 @@ import click
 from tinkex.errors import NotFoundError
 from tinkex.types.rest import Checkpoint, ParsedTinkerPath
 
-from .errors import CommandError, describe
+from .errors import FAILURES, CommandError, describe
 from .options import Remote, reject_group_options, remote_options
-from .output import echo_json, echo_pairs, echo_table, human_bytes, human_time, json_text
+from .output import (
+    echo_json,
+    echo_pairs,
+    echo_table,
+    human_bytes,
+    human_time,
+    json_text,
+    prepare_result_file,
+    write_result_file,
+)
 from .pages import Page, collect, page_options
 
 __all__ = ["checkpoint"]
@@ -78,7 +87,7 @@ def checkpoint(
         raise click.UsageError(
             "Missing option '--output': name the JSON file for the checkpoint's metadata"
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
+    prepare_result_file(output, "--output")
     name = name or f"checkpoint-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     lora: dict[str, Any] = {
         "rank": rank,
@@ -100,7 +109,13 @@ def checkpoint(
             "lora": lora,
             "saved_at": dt.datetime.now(dt.UTC).isoformat(),
         }
-    output.write_text(json_text(metadata) + "\n", encoding="utf-8")
+    try:
+        write_result_file(output, json_text(metadata) + "\n")
+    except OSError as exc:
+        saved = ", ".join(p for p in (metadata["state_path"], metadata["sampler_path"]) if p)
+        raise CommandError(
+            f"saved {saved}, but could not write its metadata to {output}: {describe(exc)}"
+        ) from None
     if remote.as_json:
         echo_json(metadata)
         return
@@ -286,7 +301,7 @@ def delete(remote: Remote, tinker_paths: tuple[str, ...], yes: bool) -> None:
         for path in tinker_paths:
             try:
                 remote.deadline.wait(rest.delete_checkpoint_from_tinker_path(path))
-            except Exception as exc:
+            except FAILURES as exc:  # reported with the others; the rest go on
                 failed.append({"tinker_path": path, "error": describe(exc)})
                 click.echo(f"failed to delete {path}: {describe(exc)}", err=True)
             else:

@@ -30,12 +30,12 @@ from tinkex.errors import (
 
 from .options import SECRETS_KEY
 
-__all__ = ["EXIT_INTERRUPTED", "CommandError", "TinkexGroup"]
+__all__ = ["EXIT_INTERRUPTED", "FAILURES", "CommandError", "TinkexGroup", "describe"]
 
 EXIT_INTERRUPTED = 130
 """``tinkex train`` stopped by Ctrl-C after saving a checkpoint (128 + SIGINT, as shells do)."""
 
-_FAILURES = (TinkexError, OSError, ValueError)
+FAILURES = (TinkexError, OSError, ValueError)
 """What a command raises when it fails for a reason outside tinkex: bad input, files, the
 server. Argument checks of the clients raise ``ValueError`` with a message meant for users."""
 
@@ -64,21 +64,25 @@ def is_transient(error: BaseException) -> bool:
 
 
 def describe(error: BaseException) -> str:
-    """The user-facing text of ``error``."""
-    if isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError) and (
-        error.filename is not None
-    ):
-        return f"{error.strerror}: {error.filename}"
-    if isinstance(error, FutureTimeoutError):
-        return f"{error} (raise --timeout to wait longer)"
-    return str(error) or type(error).__name__
+    """The user-facing text of ``error``, with the command's API keys scrubbed out."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        text = f"{error.strerror}: {error.filename}"
+    elif isinstance(error, FutureTimeoutError):
+        text = f"{error} (raise --timeout to wait longer)"
+    else:
+        text = str(error) or type(error).__name__
+    return scrub(text)
 
 
-def scrub(text: str, secrets: set[str]) -> str:
-    """``text`` with every secret replaced by ``***``."""
+def scrub(text: str) -> str:
+    """``text`` with every API key of the running command (and ``$TINKER_API_KEY``) as ``***``."""
+    ctx = click.get_current_context(silent=True)
+    secrets: set[str] = set(ctx.meta.get(SECRETS_KEY, ())) if ctx is not None else set()
+    env_key = os.environ.get(ENV_VARS["api_key"])
+    if env_key:
+        secrets.add(env_key)
     for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
+        text = text.replace(secret, "***")
     return text
 
 
@@ -89,14 +93,6 @@ class TinkexGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CommandError as exc:
-            raise CommandError(_scrubbed(exc.message, ctx), transient=exc.transient) from None
-        except _FAILURES as exc:
-            raise CommandError(_scrubbed(describe(exc), ctx), transient=is_transient(exc)) from None
-
-
-def _scrubbed(message: str, ctx: click.Context) -> str:
-    secrets: set[str] = set(ctx.meta.get(SECRETS_KEY, ()))
-    env_key = os.environ.get(ENV_VARS["api_key"])
-    if env_key:
-        secrets.add(env_key)
-    return scrub(message, secrets)
+            raise CommandError(scrub(exc.message), transient=exc.transient) from None
+        except FAILURES as exc:
+            raise CommandError(describe(exc), transient=is_transient(exc)) from None

@@ -28,6 +28,7 @@ from tinkex.clients import ServiceClient
 from tinkex.futures import APIFuture
 
 __all__ = [
+    "LOG_LEVELS",
     "Deadline",
     "OutputFormat",
     "Remote",
@@ -43,7 +44,7 @@ SECRETS_KEY = "tinkex.cli.secrets"
 """``click.Context.meta`` key under which the API keys a command was given are kept, so
 that error reports can scrub them (see :mod:`tinkex.cli.errors`)."""
 
-_LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def default_data_dir() -> Path:
@@ -226,7 +227,7 @@ _OPTIONS = (
     click.option("--json", "as_json", is_flag=True, help="Same as --format json."),
     click.option(
         "--log-level",
-        type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
         default="warning",
         show_default=True,
         help="Log messages (on stderr) from this level up.",

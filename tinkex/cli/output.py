@@ -1,15 +1,17 @@
-"""Printing results on stdout: aligned tables for people, JSON for programs.
+"""Printing results on stdout (aligned tables for people, JSON for programs) or into files.
 
 Only results go to stdout; progress, notices and errors go to stderr, so ``--format json``
-output can always be piped into a JSON parser.
+output can always be piped into a JSON parser. Result files are written whole or not at all.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +25,8 @@ __all__ = [
     "human_time",
     "json_text",
     "jsonable",
+    "prepare_result_file",
+    "write_result_file",
 ]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -46,6 +50,37 @@ def json_text(value: Any) -> str:
 
 def echo_json(value: Any) -> None:
     click.echo(json_text(value))
+
+
+def prepare_result_file(path: Path, option: str) -> None:
+    """Create ``path``'s directory and check it is writable, before any work is done.
+
+    Raises:
+        OSError: the directory cannot be created or written to (the message names
+            ``option``).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(
+            f"cannot create the directory of {option} {path}: {exc.strerror or exc}; pass "
+            f"another {option}"
+        ) from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OSError(
+            f"cannot write {option} {path}: its directory is not writable; pass another {option}"
+        )
+
+
+def write_result_file(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: a reader (or a crash) never sees half of it."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def echo_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

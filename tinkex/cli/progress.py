@@ -18,7 +18,8 @@ class StepProgress:
         self.total = total
         self._stream = stream
         self._width = len(str(total))
-        self._open_line = False
+        self._shown = 0
+        """Length of the progress line open on the terminal (0: none)."""
 
     @property
     def stream(self) -> TextIO:
@@ -37,8 +38,10 @@ class StepProgress:
         )
         if self.on_terminal:
             bar = "#" * round(20 * done)
-            click.echo(f"\r[{bar:<20}] {text}", nl=False, file=self.stream)
-            self._open_line = True
+            line = f"[{bar:<20}] {text}"
+            # padded over the previous line, which may have been longer (more tokens/s)
+            click.echo(f"\r{line:<{self._shown}}", nl=False, file=self.stream)
+            self._shown = len(line)
         else:
             click.echo(text, file=self.stream)
 
@@ -48,6 +51,6 @@ class StepProgress:
         click.echo(message, file=self.stream)
 
     def end(self) -> None:
-        if self._open_line:
+        if self._shown:
             click.echo("", file=self.stream)
-            self._open_line = False
+            self._shown = 0

@@ -15,7 +15,14 @@ from tinkex.clients.rest import AccessScope
 from tinkex.types import SamplingParams
 
 from .options import Remote, access_scope_option, reject_group_options, remote_options
-from .output import echo_json, echo_pairs, echo_table, human_time
+from .output import (
+    echo_json,
+    echo_pairs,
+    echo_table,
+    human_time,
+    prepare_result_file,
+    write_result_file,
+)
 from .pages import collect, page_options
 from .prompt_file import read_prompt_file
 from .sample import SampleJob, render_json, render_text
@@ -116,6 +123,8 @@ def run(
             if prompt is None
             else "pass --prompt or --prompt-file, not both"
         )
+    if output is not None:
+        prepare_result_file(output, "--output")
     job = SampleJob(
         base_model=base_model,
         model_path=model_path,
@@ -143,7 +152,7 @@ def run(
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_result_file(output, text)
         count = len(sampled.response.sequences)
         click.echo(f"tinkex: wrote {count} sample(s) to {output}", err=True)
 

@@ -1,7 +1,8 @@
 """The ``--output`` directory of ``tinkex train``: what a run leaves behind for people and tools.
 
 * ``metrics.jsonl``: one JSON object per finished step (appended as the run goes, so a
-  crash loses nothing already written; a resumed run appends to it);
+  crash loses nothing already written; a resumed run drops the steps after its checkpoint,
+  then appends);
 * ``checkpoints.json``: the final (or interrupted) checkpoint paths and every checkpoint
   saved on the way, rewritten after each save;
 * ``samples.jsonl``: the samples printed at the end, one ``{"prompt", "completion"}`` per line;
@@ -11,10 +12,11 @@
 from __future__ import annotations
 
 import json
-import os
+import math
 from pathlib import Path
 from typing import Any
 
+from .output import write_result_file
 from .plot import write_line_chart
 
 __all__ = ["RunDirectory"]
@@ -66,28 +68,50 @@ class RunDirectory:
 
     def losses(self) -> list[tuple[float, float]]:
         """``(step, loss)`` of every line of ``metrics.jsonl`` that has both."""
-        if not self.metrics.exists():
-            return []
         points = []
-        for line in self.metrics.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
+        for record in self._metric_records():
             step, loss = record.get("step"), record.get("loss")
             if isinstance(step, int | float) and isinstance(loss, int | float):
                 points.append((float(step), float(loss)))
         return points
 
-    def previous_checkpoints(self) -> list[dict[str, Any]]:
-        """The checkpoints an earlier invocation recorded here (kept when resuming)."""
+    def rewind(self, step: int) -> list[dict[str, Any]]:
+        """Forget the steps after ``step``, which a run resumed from there trains again.
+
+        A run that stopped after its last checkpoint (a crash, a timeout) logged steps that
+        checkpoint does not hold, and may have left half a line; both go, so the metrics
+        and the curve describe one run. Returns the checkpoints an earlier invocation
+        recorded here up to ``step``.
+        """
+        kept = [r for r in self._metric_records() if _step_of(r) <= step]
+        if self.metrics.exists():
+            write_result_file(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
         if not self.checkpoints.exists():
             return []
-        saved = json.loads(self.checkpoints.read_text(encoding="utf-8")).get("checkpoints", [])
-        return [entry for entry in saved if isinstance(entry, dict)]
+        try:
+            saved = json.loads(self.checkpoints.read_text(encoding="utf-8")).get("checkpoints")
+        except (json.JSONDecodeError, AttributeError):
+            return []
+        entries = saved if isinstance(saved, list) else []
+        return [e for e in entries if isinstance(e, dict) and _step_of(e) <= step]
+
+    def _metric_records(self) -> list[dict[str, Any]]:
+        """The JSON objects of ``metrics.jsonl``; a line cut short by a crash is skipped."""
+        if not self.metrics.exists():
+            return []
+        records = []
+        for line in self.metrics.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
     def write_checkpoints(self, summary: dict[str, Any]) -> None:
         """Replace ``checkpoints.json`` atomically (a reader never sees half a file)."""
-        partial = self.checkpoints.with_suffix(".json.partial")
-        partial.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, self.checkpoints)
+        write_result_file(self.checkpoints, json.dumps(summary, indent=2) + "\n")
 
     def write_samples(self, samples: list[dict[str, str]]) -> None:
         with self.samples.open("w", encoding="utf-8") as out:
@@ -98,3 +122,9 @@ class RunDirectory:
         points = self.losses()
         if points:
             write_line_chart(self.loss_curve, points)
+
+
+def _step_of(record: dict[str, Any]) -> float:
+    """The ``step`` of a metrics or checkpoint record (infinite when it has none)."""
+    step = record.get("step")
+    return float(step) if isinstance(step, int | float) else math.inf

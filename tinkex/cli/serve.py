@@ -7,12 +7,18 @@ from pathlib import Path
 
 import click
 
-from .options import default_data_dir
+from .options import LOG_LEVELS, default_data_dir
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -37,7 +43,13 @@ from .options import default_data_dir
     "listed.",
 )
 @click.option("--faults", metavar="PROFILE", help="Fault profile: a JSON file or k=v,k=v.")
-@click.option("--log-level", default="info", show_default=True, help="Python log level.")
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="Log messages (on stderr) from this level up; debug adds the access log.",
+)
 def serve(
     host: str,
     port: int,

@@ -149,7 +149,7 @@ class Trainer:
             step=start,
             interrupted=False,
             resumed_from=plan.resume,
-            checkpoints=plan.output.previous_checkpoints() if plan.resume else [],
+            checkpoints=plan.output.rewind(start) if plan.resume else [],
         )
         self._steps(training, datums, outcome, stop)
         outcome.interrupted = outcome.step < plan.steps

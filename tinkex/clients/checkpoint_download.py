@@ -18,6 +18,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -85,13 +86,21 @@ async def download_archive(
             tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
         )
         handed_over = False
+        abandoned = threading.Event()
         try:
             archive = staging / "archive.tar"
             span.measurements["bytes"] = await _fetch(transport, url, archive, progress)
             # From here on the worker thread owns the staging directory (and removes it),
-            # so a cancelled caller cannot delete it under the thread's feet.
+            # so a cancelled caller cannot delete it under the thread's feet; it is told to
+            # stop instead, and installs nothing unless it already had.
             handed_over = True
-            await asyncio.to_thread(_unpack_and_install, archive, staging, target, force)
+            try:
+                await asyncio.to_thread(
+                    _unpack_and_install, archive, staging, target, force, abandoned
+                )
+            except asyncio.CancelledError:
+                abandoned.set()
+                raise
         finally:
             if not handed_over:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -161,12 +170,17 @@ def _declared_length(response: httpx.Response) -> int | None:
 # unpacking and installing (worker thread) -------------------------------------------------
 
 
-def _unpack_and_install(archive: Path, staging: Path, target: Path, force: bool) -> None:
+def _unpack_and_install(
+    archive: Path, staging: Path, target: Path, force: bool, abandoned: threading.Event
+) -> None:
+    """Unpack, then install unless the caller gave up meanwhile (the rename is the commit:
+    a cancel that comes after it is too late, as for any finished call)."""
     try:
         unpacked = staging / "files"
         extract_safely(archive, unpacked)
         archive.unlink()
-        _install(unpacked, staging, target, force)
+        if not abandoned.is_set():
+            _install(unpacked, staging, target, force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from types import TracebackType
@@ -90,8 +91,14 @@ class ServiceClient:
     @property
     def telemetry_reporter(self) -> TelemetryReporter | None:
         """The session's reporter to ``/api/v1/telemetry`` (``log``, ``log_exception``,
-        ``flush``); ``None`` before the session opens or when telemetry is disabled
-        (``TINKER_TELEMETRY=0``)."""
+        ``flush``); ``None`` when telemetry is disabled (``TINKER_TELEMETRY=0``).
+
+        The reporter belongs to the session, so this opens the session if nothing has yet
+        (like :attr:`session_id`); on a client closed before its session opened it is
+        ``None`` too."""
+        if self.config.telemetry and self._reporter is None:
+            with contextlib.suppress(RuntimeError):  # closed: there is no session to report
+                _ = self.session_id  # opens the session and starts its reporter
         return self._reporter
 
     def _start_reporter(self, session_id: str) -> TelemetryReporter | None:

@@ -15,16 +15,24 @@ it reacts to). Its actors find each other through the tree's own
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, cast
 
 from tinkex.actors.runtime import at_exit
 from tinkex.clients import ServiceClient, TrainingClient
-from tinkex.supervision import ChildSpec, Registry, Strategy, Supervisor, TaskSupervisor
+from tinkex.supervision import (
+    ChildSpec,
+    NameNotFoundError,
+    Registry,
+    Strategy,
+    Supervisor,
+    TaskSupervisor,
+)
 
 from ._mail import EXECUTOR, MONITOR, TASKS, StopLatch, call
-from .errors import RecoveryDisabledError
+from .errors import RecoveryDisabledError, RecoveryError
 from .executor import ExecutorActor, RunFetcher
 from .monitor import MonitorActor, WatchedRun, fetch_with_rest
 from .policy import RecoveryPolicy
@@ -33,6 +41,39 @@ __all__ = ["RecoveryMonitor"]
 
 CALL_TIMEOUT = 30.0
 """Bound on a call into the tree (its actors answer at once unless they are restarting)."""
+
+
+class _Running:
+    """The monitors not stopped yet, all stopped by one exit hook.
+
+    An exit hook per monitor could never be removed: a daemon that starts and stops
+    monitors would keep every one of them (and its policy's callbacks) alive for ever.
+    """
+
+    def __init__(self) -> None:
+        self._monitors: set[RecoveryMonitor] = set()
+        self._lock = threading.Lock()
+        self._hooked = False
+
+    def add(self, monitor: RecoveryMonitor) -> None:
+        with self._lock:
+            self._monitors.add(monitor)
+            if not self._hooked:
+                at_exit(self.stop_all)
+                self._hooked = True
+
+    def discard(self, monitor: RecoveryMonitor) -> None:
+        with self._lock:
+            self._monitors.discard(monitor)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            monitors = list(self._monitors)
+        for monitor in monitors:
+            monitor.stop()
+
+
+_running = _Running()
 
 
 class RecoveryMonitor:
@@ -89,7 +130,7 @@ class RecoveryMonitor:
             name=name,
         )
         handle = cls(supervisor, registry, policy, latch)
-        at_exit(handle.stop)
+        _running.add(handle)
         return handle
 
     def __repr__(self) -> str:
@@ -113,6 +154,7 @@ class RecoveryMonitor:
             RecoveryDisabledError: the policy's ``enabled`` is False.
             DuplicateRunError: the run is watched already, or being recovered.
             TypeError: ``target``, ``service`` or ``metadata`` has the wrong type.
+            RecoveryError: the monitor is stopped.
         """
         if not self.policy.enabled:
             raise RecoveryDisabledError(
@@ -129,7 +171,7 @@ class RecoveryMonitor:
             raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
         client = target if isinstance(target, TrainingClient) else None
         watch = WatchedRun(run_id, service, client, dict(metadata or {}))
-        call(self.registry, MONITOR, "monitor_run", watch, timeout=CALL_TIMEOUT)
+        self._call(MONITOR, "monitor_run", watch)
         return run_id
 
     def stop_monitoring(self, target: TrainingClient | str) -> bool:
@@ -138,25 +180,33 @@ class RecoveryMonitor:
         A recovery already handed to the executor goes on.
         """
         run_id = _run_id(target, "target")
-        return cast(
-            bool, call(self.registry, MONITOR, "stop_monitoring", run_id, timeout=CALL_TIMEOUT)
-        )
+        return cast(bool, self._call(MONITOR, "stop_monitoring", run_id))
 
     def watched_runs(self) -> list[str]:
         """The runs being watched (not those handed over for recovery)."""
-        return cast(list[str], call(self.registry, MONITOR, "watched", timeout=CALL_TIMEOUT))
+        return cast(list[str], self._call(MONITOR, "watched"))
 
     def pending_recoveries(self) -> list[str]:
         """The runs whose recovery is queued, running or waiting to retry."""
-        return cast(list[str], call(self.registry, EXECUTOR, "pending", timeout=CALL_TIMEOUT))
+        return cast(list[str], self._call(EXECUTOR, "pending"))
 
     def is_alive(self) -> bool:
         return self._supervisor.is_alive()
+
+    def _call(self, name: str, method: str, *args: Any) -> Any:
+        try:
+            return call(self.registry, name, method, *args, timeout=CALL_TIMEOUT)
+        except NameNotFoundError:
+            raise RecoveryError(
+                "this RecoveryMonitor is stopped (by stop(), its with block, or after its "
+                "actors kept crashing); start a new one with RecoveryMonitor.start(policy)"
+            ) from None
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop polling and recovering; attempts in flight are given up. Idempotent."""
         self._latch.set()
         self._supervisor.stop(timeout)
+        _running.discard(self)
 
     def __enter__(self) -> RecoveryMonitor:
         return self

@@ -1,11 +1,14 @@
 """The reporter's event queue: bounded, thread-safe, and outliving the reporter actor.
 
 Events are appended from any thread (user code, telemetry handlers on the I/O loop, actor
-threads) without waiting for the actor: an append is a lock and a deque push. The actor
-takes one batch at a time to send and settles it when the send ends; a batch whose send was
-interrupted (the client closing, the loop restarting) goes back to the front, so order and
-indexes are kept. The buffer lives in the actor's supervisor-owned store, so a crash of the
-actor loses nothing that was queued.
+threads) without waiting for the actor: an append is a lock and a deque push. What is
+queued is the *recipe* of an event, not the event: sanitizing its data and building the
+wire model costs tens of microseconds, and a forwarded HTTP signal is queued on the I/O
+loop thread for every request, so the work is done when the actor takes the batch, outside
+the lock. The actor takes one batch at a time to send and settles it when the send ends; a
+batch whose send was interrupted (the client closing, the loop restarting) goes back to the
+front, already built, so order, indexes and event ids are kept. The buffer lives in the
+actor's supervisor-owned store, so a crash of the actor loses nothing that was queued.
 """
 
 from __future__ import annotations
@@ -15,13 +18,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 
 from tinkex.types import TelemetryEvent
 
-__all__ = ["EventBuffer", "Outcome"]
+__all__ = ["Build", "EventBuffer", "Outcome"]
 
 log = logging.getLogger("tinkex.reporting")
+
+Build = Callable[[int], TelemetryEvent]
+"""Builds the event given its ``event_session_index``; called once, in the sending thread."""
 
 
 class Outcome(Enum):
@@ -35,12 +42,22 @@ class Outcome(Enum):
     """The send did not finish (client closing, loop restarting): queue it again."""
 
 
+@dataclass(slots=True)
+class _Entry:
+    """One accepted event: its index and recipe until :meth:`EventBuffer.take` builds it."""
+
+    index: int
+    build: Build
+    event: TelemetryEvent | None = None
+
+
 class EventBuffer:
     """Queued events of one session plus the one batch being sent, at most ``max_size``.
 
-    Every accepted event gets the next ``event_session_index`` (0, 1, 2, ...): the index is
-    handed to the builder under the lock, so indexes follow queue order. When the queue is
-    full, new events are dropped, counted in :attr:`dropped`, and one warning is logged.
+    Every accepted event gets the next ``event_session_index`` (0, 1, 2, ...) under the
+    lock, so indexes follow queue order. When the queue is full, new events are dropped,
+    counted in :attr:`dropped`, and one warning is logged. An event whose builder raises
+    when its batch is taken is skipped, counted in :attr:`lost` and logged.
     """
 
     def __init__(self, max_size: int) -> None:
@@ -50,11 +67,12 @@ class EventBuffer:
         self.dropped = 0
         """Events refused because the queue was full."""
         self.lost = 0
-        """Events given up on after failed sends."""
+        """Events given up on: their batch failed every send attempt, or they could not be
+        built."""
         self.sent = 0
         """Events the server accepted."""
-        self._queue: deque[TelemetryEvent] = deque()
-        self._in_flight: list[TelemetryEvent] = []
+        self._queue: deque[_Entry] = deque()
+        self._in_flight: list[_Entry] = []
         self._next_index = 0
         self._flushing = False
         self._changed = threading.Condition()
@@ -70,16 +88,16 @@ class EventBuffer:
         with self._changed:
             return self._next_index - 1
 
-    def put(self, build: Callable[[int], TelemetryEvent]) -> int | None:
-        """Append ``build(index)``; returns the queue length, or ``None`` if it was dropped."""
+    def put(self, build: Build) -> int | None:
+        """Append the event ``build`` makes (built later, when its batch is taken); returns
+        the queue length, or ``None`` if it was dropped."""
         with self._changed:
             if len(self._queue) + len(self._in_flight) >= self.max_size:
                 self.dropped += 1
                 first = self.dropped == 1
             else:
-                event = build(self._next_index)
+                self._queue.append(_Entry(self._next_index, build))
                 self._next_index += 1
-                self._queue.append(event)
                 return len(self._queue)
         if first:
             log.warning(
@@ -98,17 +116,26 @@ class EventBuffer:
         """The next batch (at most ``limit`` events) to send, if a flush is under way.
 
         ``None`` while another batch is being sent, when no flush was requested, or when the
-        queue is empty (which ends the flush).
+        queue is empty (which ends the flush). Events are built here, outside the lock, so
+        that producers never wait for it; only one thread sends, so only one takes.
         """
-        with self._changed:
-            if self._in_flight or not self._flushing:
-                return None
-            if not self._queue:
-                self._flushing = False
-                return None
-            count = min(limit, len(self._queue))
-            self._in_flight = [self._queue.popleft() for _ in range(count)]
-            return list(self._in_flight)
+        while True:
+            with self._changed:
+                if self._in_flight or not self._flushing:
+                    return None
+                if not self._queue:
+                    self._flushing = False
+                    return None
+                count = min(limit, len(self._queue))
+                entries = [self._queue.popleft() for _ in range(count)]
+                self._in_flight = entries  # taken: put() counts them, take() refuses
+            batch = [event for event in map(_built, entries) if event is not None]
+            with self._changed:
+                self._in_flight = [entry for entry in entries if entry.event is not None]
+                self.lost += len(entries) - len(self._in_flight)
+                if batch:
+                    return batch
+                self._changed.notify_all()  # every event of the batch was skipped
 
     def settle(self, outcome: Outcome) -> None:
         """End the send of the batch in flight."""
@@ -138,4 +165,16 @@ class EventBuffer:
 
     def _settled_through(self, index: int) -> bool:
         oldest = self._in_flight[0] if self._in_flight else self._queue[0] if self._queue else None
-        return oldest is None or oldest.event_session_index > index
+        return oldest is None or oldest.index > index
+
+
+def _built(entry: _Entry) -> TelemetryEvent | None:
+    """``entry``'s event, built once (a batch sent again keeps its events and their ids)."""
+    if entry.event is None:
+        try:
+            entry.event = entry.build(entry.index)
+        except Exception:  # an odd value in the data must cost that event only
+            log.warning(
+                "could not build telemetry event %d; it is skipped", entry.index, exc_info=True
+            )
+    return entry.event

@@ -38,6 +38,7 @@ __all__ = [
     "exception_event",
     "generic_event",
     "is_user_error",
+    "now",
     "sanitize",
     "session_end_event",
     "session_start_event",
@@ -75,7 +76,8 @@ def check_severity(severity: str) -> Severity:
     raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}; got {severity!r}")
 
 
-def _now() -> datetime:
+def now() -> datetime:
+    """The current time as events carry it (UTC); taken when an event is queued."""
     return datetime.now(UTC)
 
 
@@ -83,18 +85,23 @@ def _event_id() -> str:
     return str(uuid.uuid4())
 
 
-def session_start_event(index: int) -> SessionStartEvent:
+def session_start_event(index: int, *, timestamp: datetime | None = None) -> SessionStartEvent:
     return SessionStartEvent(
-        event_id=_event_id(), event_session_index=index, severity="INFO", timestamp=_now()
+        event_id=_event_id(),
+        event_session_index=index,
+        severity="INFO",
+        timestamp=timestamp or now(),
     )
 
 
-def session_end_event(index: int, duration: timedelta) -> SessionEndEvent:
+def session_end_event(
+    index: int, duration: timedelta, *, timestamp: datetime | None = None
+) -> SessionEndEvent:
     return SessionEndEvent(
         event_id=_event_id(),
         event_session_index=index,
         severity="INFO",
-        timestamp=_now(),
+        timestamp=timestamp or now(),
         duration=str(duration),
     )
 
@@ -105,13 +112,15 @@ def generic_event(
     data: Mapping[str, Any],
     severity: Severity,
     secrets: Iterable[str] = (),
+    *,
+    timestamp: datetime | None = None,
 ) -> GenericEvent:
     """A ``GENERIC_EVENT`` with ``data`` sanitized."""
     return GenericEvent(
         event_id=_event_id(),
         event_session_index=index,
         severity=severity,
-        timestamp=_now(),
+        timestamp=timestamp or now(),
         event_name=name,
         event_data=_as_object(sanitize(data, tuple(secrets))),
     )
@@ -122,17 +131,20 @@ def exception_event(
     error: BaseException,
     severity: Severity,
     secrets: Iterable[str] = (),
+    *,
+    timestamp: datetime | None = None,
 ) -> GenericEvent | UnhandledExceptionEvent:
     """``user_error`` (a ``WARNING`` generic event) for a user error, else an unhandled one."""
     hidden = tuple(secrets)
     if is_user_error(error):
-        return generic_event(index, USER_ERROR_EVENT, _describe_error(error), "WARNING", hidden)
+        data = _describe_error(error)
+        return generic_event(index, USER_ERROR_EVENT, data, "WARNING", hidden, timestamp=timestamp)
     text = "".join(traceback.format_exception(error))
     return UnhandledExceptionEvent(
         event_id=_event_id(),
         event_session_index=index,
         severity=severity,
-        timestamp=_now(),
+        timestamp=timestamp or now(),
         error_type=type(error).__name__,
         error_message=_scrub(str(error), hidden),
         traceback=_scrub(text, hidden)[-MAX_TRACEBACK:],
@@ -145,6 +157,8 @@ def signal_event(
     measurements: Mapping[str, Any],
     metadata: Mapping[str, Any],
     secrets: Iterable[str] = (),
+    *,
+    timestamp: datetime | None = None,
 ) -> GenericEvent:
     """A forwarded telemetry signal as a ``GENERIC_EVENT`` named after it.
 
@@ -156,9 +170,10 @@ def signal_event(
     error = metadata.get("error")
     if isinstance(error, BaseException) and is_user_error(error):
         data = {**_describe_error(error), "signal": event}
-        return generic_event(index, USER_ERROR_EVENT, data, "WARNING", hidden)
+        return generic_event(index, USER_ERROR_EVENT, data, "WARNING", hidden, timestamp=timestamp)
     payload = {"measurements": _without_noise(measurements), "metadata": _without_noise(metadata)}
-    return generic_event(index, event, payload, _signal_severity(event, metadata), hidden)
+    severity = _signal_severity(event, metadata)
+    return generic_event(index, event, payload, severity, hidden, timestamp=timestamp)
 
 
 def _without_noise(values: Mapping[str, Any]) -> dict[str, Any]:

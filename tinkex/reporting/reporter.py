@@ -49,16 +49,18 @@ from tinkex.futures.events import (
     QUEUE_STATE_CHANGE,
 )
 from tinkex.supervision import ExitReason
-from tinkex.types import TelemetryEvent, TelemetrySendRequest
+from tinkex.types import TelemetrySendRequest
 
 from . import context
-from .buffer import EventBuffer, Outcome
+from .buffer import Build, EventBuffer, Outcome
 from .events import (
     PLATFORM,
     PROCESS_UUID,
     check_severity,
     exception_event,
     generic_event,
+    now,
+    sanitize,
     session_end_event,
     session_start_event,
     signal_event,
@@ -181,7 +183,7 @@ class TelemetryReporter:
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._closed = False
-        self._buffer.put(session_start_event)
+        self._buffer.put(functools.partial(session_start_event, timestamp=now()))
 
     @classmethod
     def start(
@@ -236,7 +238,8 @@ class TelemetryReporter:
 
     @property
     def lost(self) -> int:
-        """Events dropped after every send attempt of their batch failed."""
+        """Events given up on: every send attempt of their batch failed, or they could not
+        be encoded."""
         return self._buffer.lost
 
     # the public API -------------------------------------------------------------------------
@@ -254,10 +257,13 @@ class TelemetryReporter:
         if data is not None and not isinstance(data, Mapping):
             raise TypeError(f"log() data must be a mapping (e.g. a dict), got {type(data)}")
         level = check_severity(severity)
+        try:  # now, in the caller's thread: the caller may change ``data`` afterwards
+            clean = sanitize(data or {}, self._secrets)
+        except Exception:  # an odd value in the data must not reach the caller
+            log.warning("could not encode the data of telemetry event %r", name, exc_info=True)
+            return False
         return self._enqueue(
-            functools.partial(
-                _build_generic, name=name, data=data or {}, severity=level, secrets=self._secrets
-            )
+            functools.partial(generic_event, name=name, data=clean, severity=level, timestamp=now())
         )
 
     def log_exception(self, error: BaseException, *, severity: str = "ERROR") -> bool:
@@ -268,7 +274,13 @@ class TelemetryReporter:
             raise TypeError(f"log_exception() needs an exception, got {type(error)}")
         level = check_severity(severity)
         return self._enqueue(
-            functools.partial(_build_exception, error=error, severity=level, secrets=self._secrets),
+            functools.partial(
+                exception_event,
+                error=error,
+                severity=level,
+                secrets=self._secrets,
+                timestamp=now(),
+            ),
             urgent=True,
         )
 
@@ -302,7 +314,7 @@ class TelemetryReporter:
             self._closed = True
         telemetry.detach(self.handler_id)
         duration = timedelta(seconds=time.monotonic() - self._started)
-        self._buffer.put(functools.partial(session_end_event, duration=duration))
+        self._buffer.put(functools.partial(session_end_event, duration=duration, timestamp=now()))
         drained = self.flush(timeout)
         if not drained:
             log.warning(
@@ -325,38 +337,44 @@ class TelemetryReporter:
     # the forwarding handler -----------------------------------------------------------------
 
     def forward(self, event: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        """Telemetry handler: queue this session's signals as ``GENERIC_EVENT``s."""
+        """Telemetry handler: queue this session's signals as ``GENERIC_EVENT``s.
+
+        It runs for every HTTP request, on the I/O loop thread, so it only queues a recipe
+        (the event is built when its batch is sent) over shallow copies of the dicts.
+        """
         if metadata.get("path") == _OWN_REQUESTS or not self._owns(metadata):
             return
         self._enqueue(
             functools.partial(
-                _build_signal,
+                signal_event,
                 event=event,
-                measurements=measurements,
-                metadata=metadata,
+                measurements=dict(measurements),
+                metadata=dict(metadata),
                 secrets=self._secrets,
+                timestamp=now(),
             )
         )
 
     def _owns(self, metadata: Mapping[str, Any]) -> bool:
-        own = {key: metadata[key] for key in context.IDENTITY_KEYS if key in metadata}
-        ids = {**context.current(), **own}
-        if ids.get("session_id") == self.session_id:
+        """Whether the signal names this session or one of its samplers (its metadata
+        first, then the ids the emitting job bound, see :mod:`.context`)."""
+        bound = context.current()
+        session = metadata["session_id"] if "session_id" in metadata else bound.get("session_id")
+        if session == self.session_id:
             return True
-        sampler = ids.get("sampling_session_id")
+        key = "sampling_session_id"
+        sampler = metadata[key] if key in metadata else bound.get(key)
+        if sampler is None:
+            return False
         with self._lock:
             return sampler in self._samplers
 
     # internals ------------------------------------------------------------------------------
 
-    def _enqueue(self, build: Callable[[int], TelemetryEvent], *, urgent: bool = False) -> bool:
+    def _enqueue(self, build: Build, *, urgent: bool = False) -> bool:
         if self._closed:
             return False
-        try:
-            length = self._buffer.put(build)
-        except Exception:  # an odd value in the data must not reach the caller
-            log.warning("could not build a telemetry event; it is skipped", exc_info=True)
-            return False
+        length = self._buffer.put(build)
         if length is None:
             return False
         if urgent or length == self.settings.flush_threshold:
@@ -413,29 +431,6 @@ class TelemetryReporter:
                 error,
             )
         self._poke()
-
-
-def _build_generic(
-    index: int, *, name: str, data: Mapping[str, Any], severity: Any, secrets: tuple[str, ...]
-) -> TelemetryEvent:
-    return generic_event(index, name, data, severity, secrets)
-
-
-def _build_exception(
-    index: int, *, error: BaseException, severity: Any, secrets: tuple[str, ...]
-) -> TelemetryEvent:
-    return exception_event(index, error, severity, secrets)
-
-
-def _build_signal(
-    index: int,
-    *,
-    event: str,
-    measurements: Mapping[str, Any],
-    metadata: Mapping[str, Any],
-    secrets: tuple[str, ...],
-) -> TelemetryEvent:
-    return signal_event(index, event, measurements, metadata, secrets)
 
 
 @dataclass
@@ -517,10 +512,11 @@ class ReporterActor(TinkexActor):
             telemetry.attach_many(
                 reporter.handler_id, reporter.settings.forwarded_events, reporter.forward
             )
+        reporter._send_next()  # resume a flush the last incarnation had under way
+        # Last: terminate() stops it, and terminate() runs only after init() succeeded.
         self._ticker = _Ticker(
             reporter.settings.flush_interval, self._tick, name=f"tinkex-{reporter.name}-timer"
         )
-        reporter._send_next()  # resume a flush the last incarnation had under way
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Pump):
