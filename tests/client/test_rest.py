@@ -305,6 +305,18 @@ def test_archive_url_is_a_signed_redirect(open_server: Any, tenant: Tenant) -> N
         stranger.get_checkpoint_archive_url_from_tinker_path(path).result(timeout=30)
 
 
+def test_archive_url_is_read_from_the_redirect_even_on_a_client_that_follows_them(
+    open_server: Any, tenant: Tenant
+) -> None:
+    """The redirect is the answer: an injected HTTP client set to follow redirects must not
+    fetch the archive instead (the request asks it not to follow this one)."""
+    following = httpx.AsyncClient(follow_redirects=True)
+    config = Config(api_key=tenant.rest.config.api_key, base_url=open_server.url)
+    rest = tinkex.RestClient(config=config.replace(http_client=following))
+    located = rest.get_checkpoint_archive_url_from_tinker_path(tenant.paths[0]).result(30)
+    assert located.url.startswith(open_server.url + "/api/v1/checkpoint_archive?token=")
+
+
 def test_an_archive_url_dies_with_its_checkpoint(tenant: Tenant) -> None:
     """A token is not a copy of the files: once the checkpoint is deleted, its URL is a 404."""
     path = tenant.runs[2].save_state("doomed").result(timeout=60).path

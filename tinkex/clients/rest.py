@@ -438,20 +438,17 @@ class RestClient:
     ) -> APIFuture[T]:
         config = self._checked_config()
 
-        async def send(transport: Transport) -> T:
+        async def call(ctx: LoopContext) -> T:
+            transport = ctx.transport(config)
             response = await transport.request(
-                method, path, params=params, json=json, sdk_method=f"RestClient.{name}"
+                method,
+                path,
+                params=params,
+                json=json,
+                sdk_method=f"RestClient.{name}",
+                follow_redirects=None if redirects else False,
             )
             return decode(transport, response)
-
-        async def call(ctx: LoopContext) -> T:
-            if redirects or config.http_client is not None:
-                return await send(ctx.transport(config))
-            # A redirect is the answer here (its Location is the result), so the request
-            # goes through a short-lived client that does not follow it. (An injected
-            # http_client is used as is: it decides for itself.)
-            async with httpx.AsyncClient(follow_redirects=False, proxy=config.proxy) as client:
-                return await send(Transport(config.replace(http_client=client), ctx.pools))
 
         return self._runtime.future(self._runtime.loop().call(call))
 

@@ -131,6 +131,7 @@ class Transport:
         timeout: float | None = None,
         max_retries: int | None = None,
         sdk_method: str | None = None,
+        follow_redirects: bool | None = None,
     ) -> httpx.Response:
         """Send one API call, retrying at the HTTP layer, and return its 2xx/3xx response.
 
@@ -139,7 +140,8 @@ class Transport:
         (raw bytes, e.g. protobuf, with ``content_type``) are mutually exclusive. ``timeout``
         (seconds per attempt) and ``max_retries`` default to the config's; ``sdk_method``
         (e.g. ``"TrainingClient.forward_backward"``) adds ``x-sdk-version``/``x-sdk-method``.
-        ``params`` become the query string.
+        ``params`` become the query string. ``follow_redirects=False`` returns a redirect as
+        the answer (``None``: the HTTP client's own setting, which follows them).
 
         Raises:
             APIStatusError: a subclass by status, once retries are exhausted or not allowed.
@@ -148,6 +150,7 @@ class Transport:
         """
         call = self._prepare(method, path, json, content, content_type, headers, params, timeout)
         call.sdk_method = sdk_method
+        call.follow_redirects = follow_redirects
         retries = self._config.max_retries if max_retries is None else max_retries
         if retries < 0:
             raise ValueError(f"max_retries must not be negative, got {max_retries!r}")
@@ -157,7 +160,7 @@ class Transport:
             request, info = self._build(call, attempt)
             can_retry = attempt < retries
             try:
-                response = await self._attempt(call.client, request, info, attempt, call.timeout)
+                response = await self._attempt(call, request, info, attempt)
             except APIConnectionError as exc:
                 if not can_retry:
                     raise self._exhausted(exc, info, attempt) from exc.__cause__
@@ -214,7 +217,7 @@ class Transport:
         call.sdk_method = sdk_method
         request, info = self._build(call, 0)
         try:
-            return await self._attempt(call.client, request, info, 0, call.timeout)
+            return await self._attempt(call, request, info, 0)
         except APIConnectionError as exc:
             raise self._exhausted(exc, info, 0) from exc.__cause__
 
@@ -335,12 +338,7 @@ class Transport:
     # --- one attempt ---------------------------------------------------------------------
 
     async def _attempt(
-        self,
-        client: httpx.AsyncClient,
-        request: httpx.Request,
-        info: RequestInfo,
-        attempt: int,
-        read_timeout: float,
+        self, call: _Call, request: httpx.Request, info: RequestInfo, attempt: int
     ) -> httpx.Response:
         metadata = {
             "method": request.method,
@@ -349,28 +347,31 @@ class Transport:
             "base_url": self._shown_base_url,
         }
         with telemetry.span(HTTP_REQUEST_EVENT, metadata) as span:
-            response = await self._exchange(client, request, info, read_timeout)
+            response = await self._exchange(call, request, info)
             span.measurements["status"] = response.status_code
             span.metadata["status"] = response.status_code
         self._log_deprecation(response)
         return response
 
     async def _exchange(
-        self,
-        client: httpx.AsyncClient,
-        request: httpx.Request,
-        info: RequestInfo,
-        read_timeout: float,
+        self, call: _Call, request: httpx.Request, info: RequestInfo
     ) -> httpx.Response:
+        follow = (
+            httpx.USE_CLIENT_DEFAULT if call.follow_redirects is None else call.follow_redirects
+        )
         try:
-            response = await client.send(request, stream=True)
+            response = await call.client.send(
+                request,
+                stream=True,
+                follow_redirects=httpx.USE_CLIENT_DEFAULT if follow is None else follow,
+            )
             try:
                 await self._read_body(response, info)
             finally:
                 await response.aclose()
         except httpx.TimeoutException as exc:
             raise APITimeoutError(
-                f"{info} timed out after {read_timeout:g} s ({type(exc).__name__})", info
+                f"{info} timed out after {call.timeout:g} s ({type(exc).__name__})", info
             ) from exc
         except httpx.HTTPError as exc:
             raise APIConnectionError(f"{info} failed: {_describe_httpx(exc)}", info) from exc
@@ -545,3 +546,4 @@ class _Call:
     idempotency_key: str | None
     client: httpx.AsyncClient
     sdk_method: str | None = None
+    follow_redirects: bool | None = None
