@@ -67,6 +67,7 @@ TEXT_DATUM = Datum(
 CASES = [
     pytest.param(ImageChunk.from_bytes(png(), expected_tokens=4), NO_IMAGES, id="png"),
     pytest.param(ImageChunk.from_bytes(jpeg()), NO_IMAGES, id="jpeg"),
+    pytest.param(ImageChunk(data=jpeg(fill=3), format="jpeg"), NO_IMAGES, id="jpeg-fill-bytes"),
     pytest.param(ImageChunk(data=b"GIF89a-ish", format="png"), NOT_AN_IMAGE, id="not-an-image"),
     pytest.param(
         ImageChunk(data=png(), format="jpeg"),

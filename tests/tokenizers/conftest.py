@@ -1,8 +1,10 @@
-"""Tokenizer files built by the tests themselves, and a Hub that is never reached.
+"""Tokenizer files built by the tests themselves, and no Hub but a fake one on 127.0.0.1.
 
 Every test here runs with ``HF_HUB_OFFLINE=1`` and the Hub cache in its own ``tmp_path``, set
 in the environment *after* ``huggingface_hub`` was imported: tinkex must read them at load
-time for that to work, which is part of what these tests prove.
+time for that to work, which is part of what these tests prove. A test that downloads takes
+the ``fake_hub`` fixture, which turns offline mode off and points ``HF_ENDPOINT`` at a Hub
+served by the test itself (``fake_hub.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from huggingface_hub import constants
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from .fake_hub import FakeHub, running
 
 CORPUS = [
     "hello tinkex, hello world",
@@ -30,24 +35,40 @@ KIMI_SPECIALS = {"[BOS]": 0, "[EOS]": 1, "<|im_end|>": 2}
 
 @pytest.fixture(autouse=True)
 def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hub cache in ``tmp_path`` and no network: ``HF_HUB_OFFLINE=1``."""
+    """An empty Hub cache in ``tmp_path`` and no network: ``HF_HUB_OFFLINE=1``, set after
+    ``huggingface_hub`` was imported online (whatever the environment of the test run)."""
     cache = tmp_path / "hf-hub"
     cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.delenv("HF_HOME", raising=False)
     return cache
 
 
-def train_tiny_bpe(path: Path) -> Tokenizer:
-    """A byte-level BPE of a few hundred tokens trained on :data:`CORPUS`, saved to ``path``."""
+@pytest.fixture
+def fake_hub(offline_hub: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    """A Hub on 127.0.0.1 as ``HF_ENDPOINT``, and online: ``HF_HUB_OFFLINE=0``."""
+    with running(FakeHub()) as hub:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        yield hub
+
+
+def train_tiny_bpe(path: Path, *, vocab_size: int = 300) -> Tokenizer:
+    """A byte-level BPE of ``vocab_size`` tokens trained on :data:`CORPUS`, saved to ``path``.
+
+    Its alphabet is all 256 bytes when they fit, else only the characters of the corpus (a
+    tokenizer small enough for the 259 embeddings of the built-in model).
+    """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
+    every_byte = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(
-        vocab_size=300,
+        vocab_size=vocab_size,
         special_tokens=["<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        initial_alphabet=every_byte if vocab_size > len(every_byte) + 2 else [],
         show_progress=False,
     )
     tokenizer.train_from_iterator(CORPUS, trainer)

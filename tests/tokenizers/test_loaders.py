@@ -1,7 +1,7 @@
 """Loading tokenizers from files the tests build: tokenizer.json, tiktoken files, a Hub cache.
 
 All offline (``HF_HUB_OFFLINE=1``, see conftest.py): a test that needed the network would
-fail with a TokenizerError, not download.
+fail with a TokenizerError, not download. The download tests use a Hub on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import tiktoken
+from huggingface_hub import constants
 from tokenizers import Tokenizer as HFTokenizer
 
 from tinkex import telemetry
@@ -34,9 +35,11 @@ from .conftest import (
     kimi_special,
     write_tiktoken_files,
 )
+from .fake_hub import COMMIT, FakeHub, Refusal
 
 TEXT = "hello tinkex, the quick brown fox"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
+SECRET = "hf_secretsecretsecret"
 
 
 # --- Hugging Face tokenizer.json -----------------------------------------------------------
@@ -114,12 +117,87 @@ def test_a_missing_hub_tokenizer_says_what_where_and_how(offline_hub: Path) -> N
     assert "unset HF_HUB_OFFLINE" in message
 
 
-def test_a_secret_token_never_reaches_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_TOKEN", "hf_secretsecretsecret")
+def test_offline_mode_from_the_import_is_named_not_blamed_on_the_network(
+    fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """huggingface_hub imported with HF_HUB_OFFLINE on stays offline when it is turned off."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    fake_hub.files["acme/tiny-bpe", "tokenizer.json"] = b"{}"
+    assert hub_settings().offline_by == "import"
     with pytest.raises(TokenizerError) as caught:
-        load_tokenizer("acme/not-downloaded")
-    assert "hf_secret" not in str(caught.value)
+        load_tokenizer("acme/tiny-bpe")
+    message = str(caught.value)
+    assert "huggingface_hub is in offline mode" in message, message
+    assert "was on when huggingface_hub was imported" in message, message
+    assert "start the program without HF_HUB_OFFLINE" in message, message
+    assert "could not be reached" not in message, message
+    assert fake_hub.seen == []  # offline indeed: nothing was asked of the Hub
+
+
+# --- downloads, from a Hub on 127.0.0.1 --------------------------------------------------------
+
+
+def test_a_download_sends_hf_token_fills_the_cache_and_then_loads_offline(
+    fake_hub: FakeHub,
+    offline_hub: Path,
+    tiny_bpe: tuple[Path, HFTokenizer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, trained = tiny_bpe
+    body = path.read_bytes()
+    fake_hub.files["acme/private-bpe", "tokenizer.json"] = body
+    monkeypatch.setenv("HF_TOKEN", SECRET)  # after huggingface_hub was imported
+    assert load_tokenizer("acme/private-bpe").encode(TEXT) == trained.encode(TEXT).ids
+    assert fake_hub.seen, "nothing reached the fake Hub"
+    assert {seen.method for seen in fake_hub.seen} == {"HEAD", "GET"}
+    assert {seen.path for seen in fake_hub.seen} == {
+        "/acme/private-bpe/resolve/main/tokenizer.json"
+    }
+    assert {seen.authorization for seen in fake_hub.seen} == {f"Bearer {SECRET}"}
+    repo = offline_hub / "models--acme--private-bpe"
+    assert (repo / "snapshots" / COMMIT / "tokenizer.json").read_bytes() == body
+    assert (repo / "blobs" / FakeHub.etag(body)).is_file()
+    assert (repo / "refs" / "main").read_text() == COMMIT
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    asked = len(fake_hub.seen)
+    assert load_tokenizer("acme/private-bpe").encode(TEXT) == trained.encode(TEXT).ids
+    assert len(fake_hub.seen) == asked  # from the cache, no request
+
+
+@pytest.mark.parametrize("refusal", ["bad-credentials", "repo-not-found"])
+def test_a_refused_token_gets_hf_token_advice_without_the_token(
+    fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch, refusal: Refusal
+) -> None:
+    fake_hub.refuse = refusal
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    with pytest.raises(TokenizerError) as caught:
+        load_tokenizer("acme/private-bpe")
+    assert {seen.authorization for seen in fake_hub.seen} == {f"Bearer {SECRET}"}
+    message = str(caught.value)
+    assert "cannot load tokenizer acme/private-bpe" in message, message
+    assert "set HF_TOKEN to a" in message, message
+    assert "hf_secret" not in message
     assert "hf_secret" not in repr(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "tokenizer_id"),
+    [("TML/some-model", "TML/some-model"), ("thinkingmachines/m/v2", "thinkingmachines/m")],
+)
+def test_thinking_machines_tokenizers_get_a_hint_not_a_hub_error(
+    offline_hub: Path, model_name: str, tokenizer_id: str
+) -> None:
+    with pytest.raises(TokenizerError) as caught:
+        load_tokenizer(TokenizerSource.resolve(model_name))
+    message = str(caught.value)
+    assert caught.value.tokenizer_id == tokenizer_id
+    assert message.startswith(f"cannot load tokenizer {tokenizer_id}: Thinking Machines"), message
+    assert "not published on the Hugging Face Hub" in message
+    assert "tml_tokenizers" in message
+    assert str(offline_hub) in message
+    assert "pass tokenizer_id= the path of its tokenizer.json" in message
 
 
 def test_a_missing_local_path_is_named(tmp_path: Path) -> None:
@@ -203,7 +281,8 @@ def test_kimi_from_a_local_directory(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "tokenizer_id", ["moonshotai/Kimi-K2-Thinking", "moonshotai/Kimi-K2.5-Text-Only"]
+    "tokenizer_id",
+    ["moonshotai/Kimi-K2-Thinking", "moonshotai/Kimi-K2.5-Text-Only", "moonshotai/Kimi-K3"],
 )
 def test_kimi_from_the_hub_cache_at_its_pinned_revision(
     offline_hub: Path, tokenizer_id: str

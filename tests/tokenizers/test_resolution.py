@@ -69,6 +69,22 @@ def test_local_paths_are_kept_whole_and_made_absolute(
     assert TokenizerSource.resolve(tokenizer_id="Qwen/Qwen3-8B").local_path is None
 
 
+def test_a_model_name_that_is_a_path_is_a_path_before_any_name_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tinkex serve names a model served from a directory by its path: /models/mytok is not
+    # org/model/variant (which would give "/models"), and ./x:y keeps its colon
+    assert resolve_tokenizer_id("/models/mytok") == "/models/mytok"
+    assert TokenizerSource.resolve("/models/mytok").local_path == Path("/models/mytok")
+    assert TokenizerSource.resolve("/opt/qwen:v1").local_path == Path("/opt/qwen:v1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "tok" / "variant").mkdir(parents=True)
+    assert resolve_tokenizer_id("org/tok/variant") == str(tmp_path / "org/tok/variant")
+    assert resolve_tokenizer_id("./mytok") == str(tmp_path / "mytok")
+    # a tokenizer_id still wins over a model name, path or not
+    assert resolve_tokenizer_id("/models/mytok", "acme/tok") == "acme/tok"
+
+
 def test_sources_are_equal_keys_for_equal_requests(tmp_path: Path) -> None:
     a = TokenizerSource.resolve("Qwen/Qwen3-8B:rev", cache_dir=tmp_path)
     b = TokenizerSource.resolve("Qwen/Qwen3-8B", cache_dir=str(tmp_path))

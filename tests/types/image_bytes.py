@@ -25,10 +25,12 @@ def png(width: int = 2, height: int = 2) -> bytes:
     )
 
 
-def jpeg() -> bytes:
+def jpeg(fill: int = 0) -> bytes:
     """The start of a JFIF JPEG: SOI and a complete APP0 segment, then EOI.
 
-    Enough for a header check; not a picture anyone could decode.
+    ``fill`` 0xFF fill bytes go before the APP0 marker, as encoders may put them (ITU T.81,
+    B.1.1.2). Enough for a header check; not a picture anyone could decode.
     """
     app0 = b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
-    return b"\xff\xd8" + b"\xff\xe0" + struct.pack(">H", len(app0) + 2) + app0 + b"\xff\xd9"
+    segment = b"\xff" * fill + b"\xff\xe0" + struct.pack(">H", len(app0) + 2) + app0
+    return b"\xff\xd8" + segment + b"\xff\xd9"

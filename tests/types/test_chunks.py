@@ -25,6 +25,14 @@ def test_png_and_jpeg_are_detected_by_their_bytes() -> None:
     assert detect_image_format(jpeg()) == "jpeg"
 
 
+@pytest.mark.parametrize("fill", [1, 7])
+def test_fill_bytes_before_the_first_jpeg_marker_are_skipped(fill: int) -> None:
+    data = jpeg(fill=fill)
+    assert data[2 : 2 + fill + 2] == b"\xff" * (fill + 1) + b"\xe0"
+    assert detect_image_format(data) == "jpeg"
+    assert ImageChunk.from_bytes(data, format="jpeg").data == data
+
+
 def _png_with_header(
     width: int = 1, height: int = 1, depth: int = 8, color: int = 2, crc_ok: bool = True
 ) -> bytes:
@@ -48,6 +56,9 @@ def _png_with_header(
         (b"\xff\xd8\x00\x00\x00\x00", "not followed by a segment marker"),
         (b"\xff\xd8\xff\xd9", "not followed by a segment marker"),
         (b"\xff\xd8\xff\xe0\x00", "first JPEG segment (marker ff e0) is truncated"),
+        (b"\xff\xd8\xff\xff\xff", "not followed by a segment marker"),
+        (b"\xff\xd8\xff\xff\xd9", "not followed by a segment marker"),
+        (b"\xff\xd8\xff\xff\xe0\x00", "first JPEG segment (marker ff e0) is truncated"),
     ],
     ids=[
         "empty",
@@ -62,6 +73,9 @@ def _png_with_header(
         "jpeg-no-marker",
         "jpeg-soi-eoi",
         "jpeg-truncated-segment",
+        "jpeg-only-fill-bytes",
+        "jpeg-fill-then-eoi",
+        "jpeg-fill-then-truncated-segment",
     ],
 )
 def test_anything_else_is_not_a_valid_image(data: bytes, reason: str) -> None:
@@ -96,6 +110,7 @@ def test_an_explicit_format_that_does_not_match_names_both() -> None:
     with pytest.raises(InvalidImageError) as info:
         ImageChunk.from_bytes(png(), format="jpeg")
     message = str(info.value)
+    assert message.startswith("ImageChunk.from_bytes: asset is not a valid image"), message
     assert "format='jpeg' was requested, but the data is a PNG image" in message, message
     assert "pass format='png'" in message
 

@@ -25,12 +25,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from typing import TypedDict, Unpack
 
 from tinkex.tokenizers import PathArg, Tokenizer, TokenizerSource, load_tokenizer
 
 from .base import TinkexActor
 
-__all__ = ["TokenizerCache", "TokenizerTable", "decode", "encode", "get_tokenizer"]
+__all__ = [
+    "TokenizerCache",
+    "TokenizerOptions",
+    "TokenizerTable",
+    "decode",
+    "encode",
+    "get_tokenizer",
+]
 
 Loader = Callable[[TokenizerSource], Tokenizer]
 
@@ -116,6 +124,17 @@ class TokenizerCache(TinkexActor):
         return self._table.loaded()
 
 
+class TokenizerOptions(TypedDict, total=False):
+    """The keywords of :func:`get_tokenizer` besides the model name, for the shortcuts."""
+
+    tokenizer_id: PathArg | None
+    revision: str | None
+    cache_dir: PathArg | None
+    tiktoken_model_path: PathArg | None
+    tokenizer_config_path: PathArg | None
+    timeout: float | None
+
+
 def get_tokenizer(
     model_name: str | None = None,
     *,
@@ -155,12 +174,12 @@ def encode(
     text: str,
     model_name: str | None = None,
     *,
-    tokenizer_id: PathArg | None = None,
     add_special_tokens: bool = True,
-    timeout: float | None = None,
+    **options: Unpack[TokenizerOptions],
 ) -> list[int]:
-    """``text`` tokenized by the cached tokenizer of ``model_name`` / ``tokenizer_id``."""
-    tokenizer = get_tokenizer(model_name, tokenizer_id=tokenizer_id, timeout=timeout)
+    """``text`` tokenized by the cached tokenizer of ``model_name``; ``options`` are those of
+    :func:`get_tokenizer` (``tokenizer_id``, ``revision``, ``cache_dir``, ...)."""
+    tokenizer = get_tokenizer(model_name, **options)
     return tokenizer.encode(text, add_special_tokens=add_special_tokens)
 
 
@@ -168,10 +187,10 @@ def decode(
     ids: Sequence[int],
     model_name: str | None = None,
     *,
-    tokenizer_id: PathArg | None = None,
     skip_special_tokens: bool = False,
-    timeout: float | None = None,
+    **options: Unpack[TokenizerOptions],
 ) -> str:
-    """``ids`` decoded by the cached tokenizer of ``model_name`` / ``tokenizer_id``."""
-    tokenizer = get_tokenizer(model_name, tokenizer_id=tokenizer_id, timeout=timeout)
+    """``ids`` decoded by the cached tokenizer of ``model_name``; ``options`` are those of
+    :func:`get_tokenizer` (``tokenizer_id``, ``revision``, ``cache_dir``, ...)."""
+    tokenizer = get_tokenizer(model_name, **options)
     return tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)

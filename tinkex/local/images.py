@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tinkex.types import EncodedTextChunk, ImageChunk
-from tinkex.types.chunks import InvalidImageError, ModelInputChunk, detect_image_format
+from tinkex.types.chunks import (
+    INVALID_IMAGE,
+    InvalidImageError,
+    ModelInputChunk,
+    detect_image_format,
+)
 
 from .errors import BadRequest
 
@@ -49,6 +54,6 @@ def _check_image(chunk: ImageChunk, what: str) -> None:
         raise BadRequest(f"{what}: {exc}") from None
     if detected != chunk.format:
         raise BadRequest(
-            f"{what}: asset is not a valid image of its declared format {chunk.format!r}: the "
-            f"data is a {detected.upper()} image"
+            f"{what}: {INVALID_IMAGE} of its declared format {chunk.format!r}: the data is a "
+            f"{detected.upper()} image"
         )

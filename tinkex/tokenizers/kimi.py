@@ -74,6 +74,10 @@ KIMI_REVISIONS: Final[dict[str, tuple[str, str]]] = {
         "moonshotai/Kimi-K2.6",
         "b5aabbfb20227ed42becbf5541dbffd213942c58",
     ),
+    "moonshotai/Kimi-K3": (
+        "moonshotai/Kimi-K3",
+        "f831ab66814297da540d832a5235f8e904f29d06",
+    ),
 }
 """Tokenizer id → (Hub repo, pinned revision) for the Kimi models Tinker serves. Other
 ``moonshotai/Kimi-*`` ids are read at ``main`` unless a revision is given."""

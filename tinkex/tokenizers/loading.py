@@ -9,7 +9,10 @@ Where the files come from, first match wins:
    else ``tiktoken.model`` and ``tokenizer_config.json``.
 4. a Kimi repo id (``moonshotai/Kimi-*``): its two tiktoken files from the Hub cache, at the
    pinned revision unless one is given.
-5. any other repo id: its ``tokenizer.json`` from the Hub cache.
+5. any other repo id: its ``tokenizer.json`` from the Hub cache. Thinking Machines' own
+   ids (``TML/...``, ``thinkingmachines/...``) are tried there too, but they are not
+   published: the official SDK gets them from a private ``tml_tokenizers`` package, so
+   their error says to pass the files instead of blaming the Hub.
 
 Use the cached ``tinkex.get_tokenizer`` in programs; this module does the actual work for it
 (and for tests that count loads).
@@ -25,7 +28,7 @@ from tinkex import telemetry
 from tinkex.errors import TokenizerError
 
 from .builtin import BYTE_TOKENIZER_ID, build_byte_tokenizer
-from .hub import hub_download
+from .hub import hub_download, hub_settings
 from .kimi import (
     TIKTOKEN_MODEL_FILE,
     TOKENIZER_CONFIG_FILE,
@@ -39,6 +42,7 @@ from .tokenizer import HuggingFaceTokenizer, Tokenizer
 __all__ = ["TOKENIZER_FILE", "load_tokenizer"]
 
 TOKENIZER_FILE = "tokenizer.json"
+_TML_PREFIXES = ("TML/", "thinkingmachines/")
 
 
 def load_tokenizer(source: TokenizerSource | str) -> Tokenizer:
@@ -80,15 +84,29 @@ def _load(source: TokenizerSource) -> Tokenizer:
             tokenizer_id, revision=source.revision, cache_dir=source.cache_dir
         )
         return build_tiktoken_tokenizer(tokenizer_id, ranks, config)
-    (path,) = hub_download(
-        tokenizer_id,
-        (TOKENIZER_FILE,),
-        revision=source.revision,
-        cache_dir=source.cache_dir,
-        local_hint=(
-            f"pass tokenizer_id= the path of its {TOKENIZER_FILE} (or of a directory holding it)"
-        ),
+    local_hint = (
+        f"pass tokenizer_id= the path of its {TOKENIZER_FILE} (or of a directory holding it)"
     )
+    try:
+        (path,) = hub_download(
+            tokenizer_id,
+            (TOKENIZER_FILE,),
+            revision=source.revision,
+            cache_dir=source.cache_dir,
+            local_hint=local_hint,
+        )
+    except TokenizerError as exc:
+        if not tokenizer_id.startswith(_TML_PREFIXES):
+            raise
+        raise TokenizerError(
+            f"cannot load tokenizer {tokenizer_id}: Thinking Machines' own tokenizers "
+            f"({', '.join(p + '...' for p in _TML_PREFIXES)}) are not published on the Hugging "
+            "Face Hub (the official tinker SDK loads them from its private tml_tokenizers "
+            "package, which tinkex does not use), and the Hub did not provide it either (looked "
+            f"in the Hugging Face cache at {hub_settings(source.cache_dir).cache_dir}). If you "
+            f"have its files, {local_hint}",
+            tokenizer_id=tokenizer_id,
+        ) from exc
     return _from_json(tokenizer_id, path)
 
 

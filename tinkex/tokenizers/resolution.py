@@ -3,6 +3,9 @@
 The server says which tokenizer a trained model uses (``model_data.tokenizer_id`` of
 ``get_info``); a sampler only knows its base model's name, so the id is derived from that:
 
+* a local path is kept whole and made absolute, before any rule below (``tinkex serve``
+  names a model it serves from a directory by that directory's path: ``/opt/qwen`` must not
+  become the repo id ``/opt``); see :meth:`TokenizerSource.resolve` for what counts as one;
 * a ``:revision`` suffix is dropped (``"org/model:abc123"`` → ``"org/model"``);
 * the built-in models of ``tinkex serve`` (``tinkex/tiny-llama``, ``tinkex/zero``) use the
   byte-level tokenizer that ships with tinkex (id ``tinkex/byte-level``), no download;
@@ -53,18 +56,23 @@ def normalize_tokenizer_id(ref: str) -> str:
     return ref.split(":", 1)[0]
 
 
-def resolve_tokenizer_id(model_name: str | None = None, tokenizer_id: str | None = None) -> str:
+def resolve_tokenizer_id(model_name: str | None = None, tokenizer_id: PathArg | None = None) -> str:
     """The tokenizer id to load: ``tokenizer_id`` if given, else derived from ``model_name``.
 
-    See the module docs for the rules. Raises :class:`TokenizerError` when both are missing.
+    See the module docs for the rules; a local path (either argument) comes back absolute.
+    Raises :class:`TokenizerError` when both are missing.
     """
     if tokenizer_id:
-        return normalize_tokenizer_id(tokenizer_id)
+        if _is_path(tokenizer_id):
+            return str(_absolute(tokenizer_id))
+        return normalize_tokenizer_id(str(tokenizer_id))
     if not model_name:
         raise TokenizerError(
             "no tokenizer to resolve: pass a model name (e.g. 'Qwen/Qwen3-8B') or a "
             "tokenizer_id (a Hugging Face repo id or a local path)"
         )
+    if _is_path(model_name):
+        return str(_absolute(model_name))
     name = normalize_tokenizer_id(model_name)
     if name in BUILTIN_MODEL_TOKENIZERS:
         return BUILTIN_MODEL_TOKENIZERS[name]
@@ -113,9 +121,10 @@ class TokenizerSource:
     ) -> TokenizerSource:
         """Resolve ``model_name`` / ``tokenizer_id`` (see the module docs) into a source.
 
-        ``tokenizer_id`` may be a local path: an ``os.PathLike``, or a string that names an
-        existing file or directory, starts with ``/``, ``./``, ``../`` or ``~``, or ends in
-        ``.json``. A path is made absolute and kept as is (no ``:revision`` stripping).
+        ``tokenizer_id``, or else ``model_name``, may be a local path: an ``os.PathLike``, or a
+        string that names an existing file or directory, starts with ``/``, ``./``, ``../``
+        or ``~``, or ends in ``.json``. A path is made absolute and kept as is (no
+        ``:revision`` stripping, no name rules).
         """
         if (tiktoken_model_path is None) != (tokenizer_config_path is None):
             alone = (
@@ -128,18 +137,14 @@ class TokenizerSource:
             )
         if isinstance(tokenizer_id, str) and not tokenizer_id.strip():
             tokenizer_id = None  # servers send "" for "unknown": fall back to the model name
-        if tokenizer_id is not None and _is_path(tokenizer_id):
-            resolved = str(_absolute(tokenizer_id))
-        else:
-            if tokenizer_id is not None and not isinstance(tokenizer_id, str):
-                raise TypeError(
-                    f"tokenizer_id must be a str or a path, got {type(tokenizer_id).__name__}"
-                )
-            if model_name is not None and not isinstance(model_name, str):
-                raise TypeError(f"model_name must be a str, got {type(model_name).__name__}")
-            resolved = resolve_tokenizer_id(model_name, tokenizer_id)
+        if tokenizer_id is not None and not isinstance(tokenizer_id, str | os.PathLike):
+            raise TypeError(
+                f"tokenizer_id must be a str or a path, got {type(tokenizer_id).__name__}"
+            )
+        if model_name is not None and not isinstance(model_name, str):
+            raise TypeError(f"model_name must be a str, got {type(model_name).__name__}")
         return cls(
-            tokenizer_id=resolved,
+            tokenizer_id=resolve_tokenizer_id(model_name, tokenizer_id),
             revision=revision,
             cache_dir=_absolute_or_none(cache_dir),
             tiktoken_model_path=_absolute_or_none(tiktoken_model_path),

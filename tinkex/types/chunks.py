@@ -40,7 +40,7 @@ __all__ = [
 ImageFormat = Literal["png", "jpeg"]
 
 INVALID_IMAGE: Final = "asset is not a valid image"
-"""How every :class:`InvalidImageError` message starts (the server answers with it too)."""
+"""What every :class:`InvalidImageError` message says (the server answers with it too)."""
 
 _FORMAT_NAMES: Final[dict[str, ImageFormat]] = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg"}
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
@@ -56,7 +56,11 @@ _JPEG_SOI: Final = b"\xff\xd8"
 
 
 class InvalidImageError(TinkexError, ValueError):
-    """Bytes that are not a PNG or JPEG image (or not the format they claim to be)."""
+    """Bytes that are not a PNG or JPEG image (or not the format they claim to be).
+
+    The message contains :data:`INVALID_IMAGE`, after the name of the source when there is
+    one (``"image file 'cat.webp': asset is not a valid image: ..."``).
+    """
 
 
 class EncodedTextChunk(WireModel):
@@ -143,9 +147,9 @@ class ImageChunk(WireModel):
             raise InvalidImageError(f"{source}: {exc}") from None
         if requested is not None and requested != detected:
             raise InvalidImageError(
-                f"{source}: format={format!r} was requested, but the data is a "
-                f"{detected.upper()} image (by its signature); pass format={detected!r} or leave "
-                "format out to have it detected"
+                f"{source}: {INVALID_IMAGE} of the requested format: format={format!r} was "
+                f"requested, but the data is a {detected.upper()} image (by its signature); "
+                f"pass format={detected!r} or leave format out to have it detected"
             )
         return cls(data=data, format=detected, expected_tokens=tokens)
 
@@ -252,12 +256,16 @@ def _check_png_header(data: bytes) -> None:
 
 def _check_jpeg_header(data: bytes) -> None:
     # SOI must be followed by a segment marker (APPn, DQT, SOF, DHT, COM, ...) with a length.
-    marker = data[3] if len(data) > 3 and data[2] == 0xFF else None
+    # Any number of 0xFF fill bytes may come before a marker (ITU T.81, B.1.1.2).
+    at = 2
+    while at + 1 < len(data) and data[at] == 0xFF and data[at + 1] == 0xFF:
+        at += 1
+    marker = data[at + 1] if at + 1 < len(data) and data[at] == 0xFF else None
     if marker is None or not 0xC0 <= marker <= 0xFE or 0xD0 <= marker <= 0xD9:
         raise InvalidImageError(
             f"{INVALID_IMAGE}: the JPEG start-of-image marker is not followed by a segment marker"
         )
-    if len(data) < 6 or int.from_bytes(data[4:6], "big") < 2:
+    if len(data) < at + 4 or int.from_bytes(data[at + 2 : at + 4], "big") < 2:
         raise InvalidImageError(
             f"{INVALID_IMAGE}: the first JPEG segment (marker ff {marker:02x}) is truncated"
         )
