@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import shutil
+import subprocess
 import tarfile
 import threading
+import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,8 +27,15 @@ import tinkex
 from tests.client.conftest import BASE_MODEL
 from tests.conftest import API_KEY
 from tinkex import telemetry
+from tinkex.actors.io_loop import LoopContext
+from tinkex.actors.runtime import Runtime
 from tinkex.clients import checkpoint_download
-from tinkex.clients.checkpoint_download import DOWNLOAD_EVENT, UnsafeArchiveError, extract_safely
+from tinkex.clients.checkpoint_download import (
+    DOWNLOAD_EVENT,
+    MIN_EXTRACTED_LIMIT,
+    UnsafeArchiveError,
+    extract_safely,
+)
 from tinkex.config import Config
 
 STUB_PATH = "tinker://run-1/weights/final"
@@ -194,8 +205,7 @@ def test_hostile_archives_are_refused_and_leave_nothing(case: str, tmp_path: Pat
     out = tmp_path / "sandbox" / "out"
     with pytest.raises(UnsafeArchiveError, match=message):
         rest.download_checkpoint(STUB_PATH, out).result(timeout=30)
-    assert _leftovers(out) == []
-    assert _leftovers(tmp_path / "sandbox") == ["out"]
+    assert _leftovers(tmp_path) == []  # not even the output directories the call made
     assert not Path("/tmp/tinkex-escape.txt").exists()
 
 
@@ -295,10 +305,10 @@ def test_cancelling_while_unpacking_installs_nothing(
     unpacking, go, cancelled, finished = (threading.Event() for _ in range(4))
     real_extract, real_unpack = extract_safely, checkpoint_download._unpack_and_install
 
-    def held_extract(archive: Path, destination: Path) -> None:
+    def held_extract(archive: Path, destination: Path, **limits: Any) -> None:
         unpacking.set()
         assert go.wait(timeout=30), "the test never let the unpacking go on"
-        real_extract(archive, destination)
+        real_extract(archive, destination, **limits)
 
     def observed_unpack(*args: Any) -> None:
         try:
@@ -322,3 +332,254 @@ def test_cancelling_while_unpacking_installs_nothing(
         telemetry.detach(handler)
     assert finished.wait(timeout=30)
     assert _leftovers(tmp_path) == []  # no target, no staging directory
+
+
+# archives as tools make them ----------------------------------------------------------------
+
+
+def _checkpoint_dir(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "adapter.safetensors").write_bytes(b"weights")
+    (root / "sub" / "checkpoint.json").write_text("{}")
+    return root
+
+
+def _tar_of_dot(directory: Path, tool: str, archive: Path) -> None:
+    """``tar -C directory -cf archive .``: members ``./`` (or ``.``), ``./adapter...``."""
+    if tool == "tarfile":
+        with tarfile.open(archive, "w") as tar:
+            tar.add(directory, arcname=".")
+        return
+    if shutil.which("tar") is None:
+        pytest.skip("no tar command on this machine")
+    subprocess.run(["tar", "-C", str(directory), "-cf", str(archive), "."], check=True)
+
+
+@pytest.mark.parametrize("tool", ["tarfile", "tar"])
+def test_an_archive_of_dot_unpacks_into_the_target(tool: str, tmp_path: Path) -> None:
+    archive = tmp_path / "dot.tar"
+    _tar_of_dot(_checkpoint_dir(tmp_path / "src"), tool, archive)
+    with tarfile.open(archive) as tar:
+        assert tar.getnames()[0] in (".", "./")  # the case that used to crash
+    body = archive.read_bytes()
+    rest = _stub_client(lambda: httpx.Response(200, content=body))
+    target = rest.download_checkpoint(STUB_PATH, tmp_path / "out").result(timeout=30)
+    assert (target / "adapter.safetensors").read_bytes() == b"weights"
+    assert (target / "sub" / "checkpoint.json").read_text() == "{}"
+
+
+def test_a_dot_member_that_is_not_a_directory_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(_tar((_member("./"), b"x")))
+    with pytest.raises(UnsafeArchiveError, match="is not a directory but has no name"):
+        extract_safely(archive, tmp_path / "x")
+
+
+# the output directory ---------------------------------------------------------------------
+
+
+def test_a_failed_download_removes_only_the_directories_it_created(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    body = _tar((_member("../escape.txt"), b"x"))
+    rest = _stub_client(lambda: httpx.Response(200, content=body))
+    with pytest.raises(UnsafeArchiveError):
+        rest.download_checkpoint(STUB_PATH, kept / "made" / "deeper").result(timeout=30)
+    assert _leftovers(tmp_path) == ["kept"] and _leftovers(kept) == []
+
+
+def test_a_cancelled_download_removes_only_the_directories_it_created(tmp_path: Path) -> None:
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    started, ended = threading.Event(), threading.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b"\0" * tarfile.BLOCKSIZE
+        await asyncio.Event().wait()  # the rest never comes
+        yield b""  # pragma: no cover
+
+    rest = _stub_client(lambda: httpx.Response(200, content=stalls()))
+    out = kept / "made" / "deeper"
+    download = rest.download_checkpoint(STUB_PATH, out, progress=lambda *_: started.set())
+    handler = f"test-cancel-dirs-{id(ended)}"
+    telemetry.attach(handler, f"{DOWNLOAD_EVENT}.exception", lambda *_: ended.set())
+    try:
+        assert started.wait(timeout=30)
+        assert out.is_dir()  # the call made it ...
+        assert download.cancel()
+        assert ended.wait(timeout=30)
+    finally:
+        telemetry.detach(handler)
+    assert _leftovers(tmp_path) == ["kept"] and _leftovers(kept) == []  # ... and removed it
+
+
+# archive bombs ----------------------------------------------------------------------------
+
+
+def test_hard_links_are_links_not_copies(tmp_path: Path) -> None:
+    """50 links to a 100 kB file must not write 5 MB."""
+    payload = os.urandom(100_000)
+    links = [(_member(f"link-{i}", tarfile.LNKTYPE, "data.bin"), b"") for i in range(50)]
+    archive = tmp_path / "links.tar"
+    archive.write_bytes(_tar((_member("data.bin"), payload), *links))
+    extract_safely(archive, tmp_path / "x")
+    source = (tmp_path / "x" / "data.bin").stat()
+    assert source.st_nlink == 51
+    for i in range(50):
+        link = (tmp_path / "x" / f"link-{i}").stat()
+        assert (link.st_ino, link.st_dev) == (source.st_ino, source.st_dev)
+
+
+def test_a_later_member_replaces_a_hard_link_without_touching_its_twin(tmp_path: Path) -> None:
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(
+        _tar(
+            (_member("data.bin"), b"original"),
+            (_member("twin.bin", tarfile.LNKTYPE, "data.bin"), b""),
+            (_member("twin.bin"), b"replaced"),
+        )
+    )
+    extract_safely(archive, tmp_path / "x")
+    assert (tmp_path / "x" / "data.bin").read_bytes() == b"original"
+    assert (tmp_path / "x" / "twin.bin").read_bytes() == b"replaced"
+
+
+def _pax_sparse_tar(size: int) -> bytes:
+    """A PAX (GNU 1.0) sparse member: a map saying "all holes", unpacking to ``size`` zeros."""
+    info = tarfile.TarInfo("GNUSparseFile.0/holes.bin")
+    info.pax_headers = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": "holes.bin",
+        "GNU.sparse.realsize": str(size),
+    }
+    sparse_map = b"1\n0\n0\n".ljust(tarfile.BLOCKSIZE, b"\0")
+    info.size = len(sparse_map)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(sparse_map))
+    return buffer.getvalue()
+
+
+def _gnu_sparse_tar(tmp_path: Path, size: int) -> bytes:
+    if shutil.which("tar") is None:
+        pytest.skip("no tar command on this machine")
+    source = tmp_path / "src"
+    source.mkdir()
+    with (source / "holes.bin").open("wb") as out:
+        out.truncate(size)
+    subprocess.run(["tar", "-C", str(source), "-cSf", str(tmp_path / "s.tar"), "."], check=True)
+    return (tmp_path / "s.tar").read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["pax", "gnu"])
+def test_sparse_members_are_refused(kind: str, tmp_path: Path) -> None:
+    size = 64 * 1024  # small: refused for being sparse, not for its size
+    body = _pax_sparse_tar(size) if kind == "pax" else _gnu_sparse_tar(tmp_path, size)
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert any(member.issparse() for member in tar)
+    rest = _stub_client(lambda: httpx.Response(200, content=body))
+    with pytest.raises(UnsafeArchiveError, match="is a sparse file"):
+        rest.download_checkpoint(STUB_PATH, tmp_path / "out").result(timeout=30)
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_a_compressed_archive_may_not_unpack_to_far_more_than_it_weighs(tmp_path: Path) -> None:
+    size = MIN_EXTRACTED_LIMIT + 4 * 1024 * 1024
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = size
+        tar.addfile(info, io.BytesIO(bytes(size)))
+    body = buffer.getvalue()
+    assert len(body) * 10 < MIN_EXTRACTED_LIMIT  # so the 16 MiB floor is the limit
+    rest = _stub_client(lambda: httpx.Response(200, content=body))
+    with pytest.raises(UnsafeArchiveError, match=f"more than {MIN_EXTRACTED_LIMIT} bytes"):
+        rest.download_checkpoint(STUB_PATH, tmp_path / "out").result(timeout=60)
+    assert _leftovers(tmp_path / "out") == []
+    # The limit is the caller's to raise.
+    target = rest.download_checkpoint(STUB_PATH, tmp_path / "out", max_extracted_bytes=size).result(
+        timeout=60
+    )
+    assert (target / "zeros.bin").stat().st_size == size
+
+
+def test_max_extracted_bytes_counts_every_regular_file(tmp_path: Path) -> None:
+    body = _tar(*[(_member(f"part-{i}"), b"x" * 1000) for i in range(3)])
+    rest = _stub_client(lambda: httpx.Response(200, content=body))
+    with pytest.raises(UnsafeArchiveError, match="'part-2' brings it to 3000") as refused:
+        rest.download_checkpoint(STUB_PATH, tmp_path, max_extracted_bytes=2999).result(30)
+    assert "max_extracted_bytes" in str(refused.value)
+    assert _leftovers(tmp_path) == []
+    target = rest.download_checkpoint(STUB_PATH, tmp_path, max_extracted_bytes=3000).result(30)
+    assert len(list(target.iterdir())) == 3
+
+
+def test_hard_links_do_not_count_towards_the_limit(tmp_path: Path) -> None:
+    links = [(_member(f"link-{i}", tarfile.LNKTYPE, "data.bin"), b"") for i in range(50)]
+    archive = tmp_path / "links.tar"
+    archive.write_bytes(_tar((_member("data.bin"), b"x" * 1000), *links))
+    extract_safely(archive, tmp_path / "x", max_bytes=1000)
+    assert len(list((tmp_path / "x").iterdir())) == 51
+
+
+# the I/O loop -----------------------------------------------------------------------------
+
+
+def test_disk_writes_do_not_block_the_io_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the archive's file write is stuck (a slow disk), the loop that also runs every
+    client's heartbeats and polls must go on serving other work."""
+    writing, release = threading.Event(), threading.Event()
+    real_open = Path.open
+
+    class SlowDisk:
+        def __init__(self, real: Any) -> None:
+            self._real = real
+
+        def write(self, data: bytes) -> int:
+            writing.set()
+            assert release.wait(timeout=60), "the test never released the write"
+            return int(self._real.write(data))
+
+        def close(self) -> None:
+            self._real.close()
+
+        def __enter__(self) -> SlowDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.close()
+
+    def slow_open(path: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        opened = real_open(path, mode, *args, **kwargs)
+        is_archive = path.name == "archive.tar" and "w" in mode
+        return SlowDisk(opened) if is_archive else opened
+
+    monkeypatch.setattr(Path, "open", slow_open)
+    body = _tar((_member("adapter.safetensors"), b"weights"))
+    rest = _stub_client(lambda: httpx.Response(200, content=body))
+    calls: list[str] = []
+    progress_thread: list[int] = []
+
+    def on_progress(done: int, total: int | None) -> None:
+        progress_thread.append(threading.get_ident())
+
+    download = rest.download_checkpoint(STUB_PATH, tmp_path, progress=on_progress)
+    try:
+        assert writing.wait(timeout=30)
+
+        async def probe(ctx: LoopContext) -> int:
+            calls.append("probe")
+            return threading.get_ident()
+
+        started = time.monotonic()
+        loop_thread = Runtime.get().loop().call(probe).result(timeout=10)
+        assert time.monotonic() - started < 10
+    finally:
+        release.set()
+    target = download.result(timeout=30)
+    assert (target / "adapter.safetensors").read_bytes() == b"weights"
+    assert calls == ["probe"]
+    assert set(progress_thread) == {loop_thread}  # progress still runs on the I/O loop

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +16,18 @@ import tinkex
 from tests.client.conftest import BASE_MODEL, new_key
 from tests.conftest import API_KEY
 from tinkex import telemetry
+from tinkex.clients.rest import ExperimentalWarning
 from tinkex.config import Config
 from tinkex.transport import HTTP_REQUEST_EVENT
+from tinkex.types.rest import (
+    MAX_TTL_SECONDS,
+    ActiveSessionStatusQuery,
+    ClientFinishedSessionStatusQuery,
+    ClientSessionFinished,
+    SessionActive,
+    SessionSearchRequest,
+    UserSearchOwner,
+)
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +217,20 @@ def test_wrong_api_key_is_an_authentication_error_without_the_key(base_url: str)
     assert good.list_training_runs(limit=1).result(timeout=30).cursor.limit == 1
 
 
+def _tinker_path_calls(rest: tinkex.RestClient, out: Path) -> dict[str, Callable[[Any], Any]]:
+    """Every method that takes a ``tinker://`` path, with its other arguments filled in."""
+    return {
+        "delete": rest.delete_checkpoint_from_tinker_path,
+        "publish": rest.publish_checkpoint_from_tinker_path,
+        "unpublish": rest.unpublish_checkpoint_from_tinker_path,
+        "ttl": lambda path: rest.set_checkpoint_ttl_from_tinker_path(path, 7200),
+        "run": rest.get_training_run_by_tinker_path,
+        "weights_info": rest.get_weights_info_by_tinker_path,
+        "archive_url": rest.get_checkpoint_archive_url_from_tinker_path,
+        "download": lambda path: rest.download_checkpoint(path, out),
+    }
+
+
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
@@ -214,21 +239,51 @@ def test_wrong_api_key_is_an_authentication_error_without_the_key(base_url: str)
         ("tinker:///weights/a", "three non-empty parts"),
         ("tinker://run/weights/a/b", "three non-empty parts"),
         ("tinker://run/checkpoint/a", "kind 'checkpoint' is not one of"),
+        ("tinker://../weights/a", "its training_run_id '..' is a dot segment"),
+        ("tinker://./weights/a", "its training_run_id '.' is a dot segment"),
+        ("tinker://run/weights/..", "its name '..' is a dot segment"),
+        ("tinker://run/sampler_weights/.", "its name '.' is a dot segment"),
         (42, "must be a string"),
     ],
 )
-def test_bad_tinker_paths_fail_before_any_request(path: Any, expected: str) -> None:
+def test_bad_tinker_paths_fail_before_any_request(path: Any, expected: str, tmp_path: Path) -> None:
     rest = tinkex.RestClient(base_url="http://127.0.0.1:9", api_key="tml-unused")
-    for call in (
-        rest.delete_checkpoint_from_tinker_path,
-        rest.publish_checkpoint_from_tinker_path,
-        rest.get_training_run_by_tinker_path,
-        rest.get_weights_info_by_tinker_path,
-        rest.get_checkpoint_archive_url_from_tinker_path,
-    ):
+    for name, call in _tinker_path_calls(rest, tmp_path / "out").items():
         error = _no_requests_sent(call, path)
-        assert expected in str(error)
-        assert "tinker://" in str(error)  # it shows what a valid path looks like
+        assert expected in str(error), name
+        assert "tinker://" in str(error), name  # it shows what a valid path looks like
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "expected"),
+    [
+        ("get_training_run", ("..",), "training_run_id '..' is not an id"),
+        ("get_training_run", (".", "accessible"), "training_run_id '.' is not an id"),
+        ("list_checkpoints", ("..",), "training_run_id '..' is not an id"),
+        ("delete_checkpoint", ("..", "weights/a"), "training_run_id '..' is not an id"),
+        ("delete_checkpoint", ("run", "weights/.."), "checkpoint_id 'weights/..' names no"),
+        ("get_checkpoint_archive_url", (".", "weights/a"), "training_run_id '.' is not an id"),
+        ("get_checkpoint_archive_url", ("run", "weights/."), "checkpoint_id 'weights/.' names"),
+        ("get_session", ("..",), "session_id '..' is not an id"),
+        ("get_sampler", (".",), "sampler_id '.' is not an id"),
+        ("assign_session_project", ("..", "proj"), "session_id '..' is not an id"),
+        ("assign_session_project", ("a/b", "proj"), "session_id 'a/b' must not contain '/'"),
+        ("assign_session_project", ("s", " "), "project_id must be a non-empty string"),
+    ],
+)
+def test_dot_segment_ids_fail_before_any_request(
+    method: str, args: tuple[Any, ...], expected: str
+) -> None:
+    """httpx normalises ``training_runs/../checkpoints`` to ``checkpoints``: sent, such an id
+    would silently reach another endpoint (``list_checkpoints('..')`` would list the
+    user's checkpoints)."""
+    rest = tinkex.RestClient(base_url="http://127.0.0.1:9", api_key="tml-unused")
+    error = _no_requests_sent(getattr(rest, method), *args)
+    assert expected in str(error)
+
+
+TTL_RANGE = "from 3600 (one hour) to 315360000 (ten years), or None"
 
 
 @pytest.mark.parametrize(
@@ -243,14 +298,60 @@ def test_bad_tinker_paths_fail_before_any_request(path: Any, expected: str) -> N
         ("get_training_run", ("a/b",), "must not contain '/'"),
         ("delete_checkpoint", ("run", "step-3"), "'<kind>/<name>'"),
         ("delete_checkpoint", ("run", "bogus/step-3"), "e.g. 'weights/step-10'"),
-        ("set_checkpoint_ttl_from_tinker_path", ("tinker://r/weights/a", 0), "positive whole"),
-        ("set_checkpoint_ttl_from_tinker_path", ("tinker://r/weights/a", 1.5), "positive whole"),
+        ("set_checkpoint_ttl_from_tinker_path", ("tinker://r/weights/a", 0), TTL_RANGE),
+        ("set_checkpoint_ttl_from_tinker_path", ("tinker://r/weights/a", 1.5), TTL_RANGE),
+        ("set_checkpoint_ttl_from_tinker_path", ("tinker://r/weights/a", 3599), TTL_RANGE),
+        ("set_checkpoint_ttl_from_tinker_path", ("tinker://r/weights/a", True), TTL_RANGE),
+        (
+            "set_checkpoint_ttl_from_tinker_path",
+            ("tinker://r/weights/a", MAX_TTL_SECONDS + 1),
+            TTL_RANGE,
+        ),
+        ("search_sessions", ({"limit": 5},), "must be a tinkex.types.rest.SessionSearchRequest"),
+        (
+            "download_checkpoint",
+            ("tinker://r/weights/a", "out", False, None, 0),
+            "max_extracted_bytes must be a positive whole number",
+        ),
         ("get_sampler", (None,), "sampler_id must be a non-empty string"),
     ],
 )
 def test_bad_arguments_name_the_argument(method: str, args: tuple[Any, ...], expected: str) -> None:
     rest = tinkex.RestClient(base_url="http://127.0.0.1:9", api_key="tml-unused")
-    assert expected in str(_no_requests_sent(getattr(rest, method), *args))
+    call = getattr(rest, method)
+    if method == "download_checkpoint":  # keyword-only options
+        path, out, force, progress, limit = args
+        error = _no_requests_sent(
+            lambda: call(path, out, force=force, progress=progress, max_extracted_bytes=limit)
+        )
+    else:
+        error = _no_requests_sent(call, *args)
+    assert expected in str(error)
+
+
+def test_ttl_bounds_are_the_servers(tenant: Tenant) -> None:
+    """The client-side range is exactly the server's: both ends are accepted there."""
+    path = tenant.runs[2].save_state("ttl-bounds").result(timeout=60).path
+    run_id = tenant.runs[2].model_id
+    try:
+        for ttl in (3600, MAX_TTL_SECONDS):
+            before = datetime.now(UTC)
+            tenant.rest.set_checkpoint_ttl_from_tinker_path(path, ttl).result(timeout=30)
+            (found,) = [
+                c
+                for c in tenant.rest.list_checkpoints(run_id).result(30).checkpoints
+                if c.tinker_path == path
+            ]
+            assert found.expires_at is not None
+            assert found.expires_at >= before + timedelta(seconds=ttl)
+    finally:
+        tenant.rest.delete_checkpoint_from_tinker_path(path).result(timeout=30)
+
+
+def test_repr_hides_credentials_in_the_base_url() -> None:
+    rest = tinkex.RestClient(base_url="http://alice:s3cr3t@127.0.0.1:9", api_key="tml-unused")
+    assert "s3cr3t" not in repr(rest) and "alice" not in repr(rest)
+    assert "127.0.0.1:9" in repr(rest)
 
 
 def test_closed_client_refuses_calls() -> None:
@@ -343,3 +444,212 @@ def test_archive_url_also_accepts_a_json_answer() -> None:
     answer = located.result(timeout=30)
     assert answer.url == "https://store.test/a.tar?sig=x"
     assert answer.expires == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+# sharing, projects and session search ------------------------------------------------------
+
+
+def _fresh(server: Any, **session: Any) -> tinkex.ServiceClient:
+    return tinkex.ServiceClient(base_url=server.url, api_key=new_key(), **session)
+
+
+def test_accessible_scope_adds_runs_with_a_published_checkpoint(
+    open_server: Any, tmp_path: Path
+) -> None:
+    with _fresh(open_server) as alice_service, _fresh(open_server) as bob_service:
+        alice, bob = alice_service.create_rest_client(), bob_service.create_rest_client()
+        shared = alice_service.create_lora_training_client(BASE_MODEL, rank=4).result(60)
+        public = shared.save_state("public").result(timeout=60).path
+        private = shared.save_state("private").result(timeout=60).path  # the latest
+        mine = bob_service.create_lora_training_client(BASE_MODEL, rank=4).result(60)
+
+        def accessible_ids() -> set[str]:
+            page = bob.list_training_runs(limit=1000, access_scope="accessible").result(30)
+            return {run.training_run_id for run in page.training_runs}
+
+        assert shared.model_id not in accessible_ids()
+        alice.publish_checkpoint_from_tinker_path(public).result(timeout=30)
+
+        assert {shared.model_id, mine.model_id} <= accessible_ids()
+        owned = bob.list_training_runs(access_scope="owned").result(30).training_runs
+        assert [run.training_run_id for run in owned] == [mine.model_id]
+        # Bob sees only the published checkpoints of Alice's run; Alice sees all of them.
+        seen = bob.get_training_run(shared.model_id, "accessible").result(timeout=30)
+        assert seen.last_checkpoint is not None and seen.last_checkpoint.tinker_path == public
+        own = alice.get_training_run(shared.model_id).result(timeout=30)
+        assert own.last_checkpoint is not None and own.last_checkpoint.tinker_path == private
+        with pytest.raises(tinkex.NotFoundError):
+            bob.get_training_run(shared.model_id).result(timeout=30)  # owned scope
+
+        # The published checkpoint's archive is readable by Bob, the private one is not.
+        target = bob.download_checkpoint(public, tmp_path).result(timeout=60)
+        assert (target / "adapter.safetensors").is_file()
+        with pytest.raises(tinkex.NotFoundError):
+            bob.get_checkpoint_archive_url_from_tinker_path(private).result(timeout=30)
+
+        # Unpublishing hides the run again and revokes the URL Bob already holds.
+        located = bob.get_checkpoint_archive_url_from_tinker_path(public).result(timeout=30)
+        alice.unpublish_checkpoint_from_tinker_path(public).result(timeout=30)
+        assert shared.model_id not in accessible_ids()
+        with httpx.Client() as plain:
+            assert plain.get(located.url).status_code == 404
+        with pytest.raises(tinkex.NotFoundError):
+            bob.get_training_run(shared.model_id, "accessible").result(timeout=30)
+
+        # Sessions are never shared: "accessible" sessions are the owned ones.
+        sessions = bob.list_sessions(access_scope="accessible").result(30).sessions
+        assert sessions == [bob_service.session_id]
+        with pytest.raises(tinkex.NotFoundError):
+            bob.get_session(alice_service.session_id, "accessible").result(timeout=30)
+
+
+def test_the_server_names_the_valid_access_scopes(open_server: Any) -> None:
+    headers = {"X-API-Key": new_key()}
+    with httpx.Client(base_url=open_server.url + "/api/v1", headers=headers) as raw:
+        for path in ("training_runs", "training_runs/r1", "sessions", "sessions/s1"):
+            answer = raw.get(path, params={"access_scope": "everyone"})
+            assert answer.status_code == 400, path
+            assert "use 'owned' or 'accessible'" in answer.json()["detail"], path
+
+
+def test_project_id_filters_runs_and_assign_session_project_moves_them(
+    open_server: Any,
+) -> None:
+    key = new_key()
+    with (
+        tinkex.ServiceClient(base_url=open_server.url, api_key=key, project_id="proj-a") as a,
+        tinkex.ServiceClient(base_url=open_server.url, api_key=key) as other,
+    ):
+        rest = a.create_rest_client()
+        in_a = a.create_lora_training_client(BASE_MODEL, rank=4).result(timeout=60)
+        moved = other.create_lora_training_client(BASE_MODEL, rank=4).result(timeout=60)
+
+        def run_ids(project_id: str | None) -> list[str]:
+            page = rest.list_training_runs(project_id=project_id).result(timeout=30)
+            assert page.cursor.total_count == len(page.training_runs)
+            return sorted(run.training_run_id for run in page.training_runs)
+
+        assert run_ids("proj-a") == [in_a.model_id]
+        assert run_ids("default") == [moved.model_id]  # sessions made without a project
+        assert run_ids("proj-b") == []
+        assert run_ids(None) == sorted([in_a.model_id, moved.model_id])
+
+        rest.assign_session_project(other.session_id, "proj-a").result(timeout=30)
+        assert run_ids("proj-a") == sorted([in_a.model_id, moved.model_id])
+        assert run_ids("default") == []
+
+        with pytest.raises(tinkex.NotFoundError, match="does not exist"):
+            rest.assign_session_project("session-unknown", "proj-a").result(timeout=30)
+        stranger = tinkex.RestClient(base_url=open_server.url, api_key=new_key())
+        with pytest.raises(tinkex.NotFoundError):
+            stranger.assign_session_project(a.session_id, "proj-x").result(timeout=30)
+
+
+def _search(rest: tinkex.RestClient, **filters: Any) -> list[str]:
+    with pytest.warns(ExperimentalWarning, match="experimental"):
+        page = rest.search_sessions(SessionSearchRequest(**filters)).result(timeout=30)
+    return [summary.session_id for summary in page.sessions]
+
+
+def test_search_sessions_filters_pages_and_reports_status(open_server: Any) -> None:
+    key = new_key()
+
+    def session(**options: Any) -> tinkex.ServiceClient:
+        return tinkex.ServiceClient(base_url=open_server.url, api_key=key, **options)
+
+    nightly = session(display_name="Nightly SFT run", user_metadata={"team": "core"})
+    weekly = session(display_name="weekly eval", project_id="proj-e", user_metadata={"n": 3})
+    done = session(display_name="nightly RL")
+    ids = [client.session_id for client in (nightly, weekly, done)]  # created in this order
+    training = nightly.create_lora_training_client(BASE_MODEL, rank=4).result(timeout=60)
+    saved = training.save_state("searched").result(timeout=60)
+    done.close("interrupted", "stopped by hand").result(timeout=30)
+    rest = nightly.create_rest_client()
+    try:
+        newest_first = list(reversed(ids))
+        assert _search(rest) == newest_first
+        assert _search(rest, display_name="NIGHTLY") == [ids[2], ids[0]]
+        assert _search(rest, display_name="run sft") == [ids[0]]  # every word, any order
+        assert _search(rest, display_name="sft run", session_id=ids[1]) == [ids[1], ids[0]]
+        assert _search(rest, user_metadata={"team": "core"}) == [ids[0]]
+        assert _search(rest, user_metadata={"n": "3"}) == [ids[1]]  # JSON values as text
+        assert _search(rest, project_ids=["proj-e"]) == [ids[1]]
+        assert _search(rest, project_ids=["default"]) == [ids[2], ids[0]]
+        assert _search(rest, statuses=[ActiveSessionStatusQuery()]) == [ids[1], ids[0]]
+        finished = ClientFinishedSessionStatusQuery(reasons=["interrupted"])
+        assert _search(rest, statuses=[finished]) == [ids[2]]
+        assert _search(rest, statuses=[ClientFinishedSessionStatusQuery(reasons=["success"])]) == []
+
+        # Pages of one: each session exactly once, then no cursor.
+        seen, request = [], SessionSearchRequest(limit=1)
+        for _ in range(len(ids)):
+            with pytest.warns(ExperimentalWarning):
+                page = rest.search_sessions(request).result(timeout=30)
+            seen += [summary.session_id for summary in page.sessions]
+            request = request.model_copy(update={"cursor": page.next_cursor})
+        assert seen == newest_first and page.next_cursor is None
+
+        with pytest.warns(ExperimentalWarning):
+            page = rest.search_sessions(SessionSearchRequest()).result(timeout=30)
+        by_id = {summary.session_id: summary for summary in page.sessions}
+        first = by_id[ids[0]]
+        assert isinstance(first.status, SessionActive)
+        assert (first.checkpoints_count, first.display_name) == (1, "Nightly SFT run")
+        stored = rest.list_checkpoints(training.model_id).result(30).checkpoints
+        assert [c.tinker_path for c in stored] == [saved.path]
+        assert first.checkpoint_storage_bytes == stored[0].size_bytes
+        assert first.project_id == "default" and by_id[ids[1]].project_id == "proj-e"
+        last = by_id[ids[2]].status
+        assert isinstance(last, ClientSessionFinished)
+        assert (last.reason.type, last.detail) == ("interrupted", "stopped by hand")
+
+        # Tenants are isolated: another owner id finds nothing, the caller's own finds all.
+        me = first.owner
+        assert _search(rest, owner=UserSearchOwner(owner_urns=[me])) == newest_first
+        assert _search(rest, owner=UserSearchOwner(owner_urns=["user-else"])) == []
+        stranger = tinkex.RestClient(base_url=open_server.url, api_key=new_key())
+        assert _search(stranger, owner={"type": "accessible"}) == []
+    finally:
+        for client in (nightly, weekly, done):
+            client.close()
+
+
+async def test_async_twins_of_management_calls(open_server: Any, tmp_path: Path) -> None:
+    with _fresh(open_server) as service:
+        rest = service.create_rest_client()
+        training = service.create_lora_training_client(BASE_MODEL, rank=4).result(timeout=60)
+        path = training.save_state("twins").result(timeout=60).path
+        other = training.save_state("twins-2").result(timeout=60).path
+        run_id = training.model_id
+
+        async def current() -> tinkex.types.Checkpoint:
+            listed = await rest.list_checkpoints_async(run_id)
+            (found,) = [c for c in listed.checkpoints if c.tinker_path == path]
+            return found
+
+        await rest.publish_checkpoint_from_tinker_path_async(path)
+        assert (await current()).public
+        await rest.unpublish_checkpoint_from_tinker_path_async(path)
+        assert not (await current()).public
+        await rest.set_checkpoint_ttl_from_tinker_path_async(path, 7200)
+        assert (await current()).expires_at is not None
+        by_id = await rest.get_checkpoint_archive_url_async(run_id, "weights/twins")
+        by_path = await rest.get_checkpoint_archive_url_from_tinker_path_async(path)
+        with httpx.Client() as plain:
+            assert plain.get(by_id.url).content == plain.get(by_path.url).content
+
+        session = await rest.get_session_async(service.session_id)
+        assert session.training_run_ids == [run_id]
+        sampler = service.create_sampling_client(base_model=BASE_MODEL).result(timeout=60)
+        got = await rest.get_sampler_async(sampler.sampling_session_id)
+        assert got.base_model == BASE_MODEL
+        await rest.assign_session_project_async(service.session_id, "proj-twins")
+        page = await rest.list_training_runs_async(project_id="proj-twins")
+        assert [run.training_run_id for run in page.training_runs] == [run_id]
+        assert (await rest.get_training_run_by_tinker_path_async(path)).training_run_id == run_id
+        assert BASE_MODEL in [
+            m.model_name for m in (await rest.get_server_capabilities_async()).supported_models
+        ]
+        await rest.delete_checkpoint_async(run_id, "weights/twins")
+        await rest.delete_checkpoint_from_tinker_path_async(other)
+        assert (await rest.list_checkpoints_async(run_id)).checkpoints == []

@@ -206,3 +206,58 @@ def _wire_datum() -> dict[str, object]:
         loss_fn_inputs={"target_tokens": TOKENS[1:]},
     )
     return datum.to_wire()
+
+
+def test_official_sdk_projects_session_search_and_published_runs(tmp_path: Path) -> None:
+    """The official SDK's assign_session_project, search_sessions, access_scope and
+    project_id against the local server (open mode: two tenants)."""
+    with LocalServer(ServerConfig(port=0, data_dir=tmp_path / "data")) as server:
+        alice = tinker.ServiceClient(
+            base_url=server.url,
+            api_key="tml-conformance-alice",
+            user_metadata={"team": "core"},
+            display_name="Alice nightly",
+        )
+        bob = tinker.RestClient(base_url=server.url, api_key="tml-conformance-bob")
+        try:
+            training = alice.create_lora_training_client(base_model=BUILTIN_MODEL, rank=4).result()
+            session_id = training.model_id.split(":train:")[0]
+            path = training.save_state("shared").result(timeout=60).path
+            rest = tinker.RestClient(base_url=server.url, api_key="tml-conformance-alice")
+
+            def in_project(project_id: str) -> list[str]:
+                page = rest.list_training_runs(project_id=project_id).result(timeout=30)
+                return [run.training_run_id for run in page.training_runs]
+
+            assert in_project("proj-c") == []
+            rest.assign_session_project(session_id, "proj-c").result(timeout=30)
+            assert in_project("proj-c") == [training.model_id]
+
+            request = ttypes.SessionSearchRequest(
+                display_name="NIGHTLY",
+                project_ids=["proj-c"],
+                user_metadata={"team": "core"},
+                statuses=[ttypes.ActiveSessionStatusQuery()],
+            )
+            with pytest.warns(tinker.ExperimentalWarning):
+                page = rest.search_sessions(request).result(timeout=30)
+            (found,) = page.sessions
+            assert (found.session_id, found.project_id, found.checkpoints_count) == (
+                session_id,
+                "proj-c",
+                1,
+            )
+            assert isinstance(found.status, ttypes.SessionActive) and page.next_cursor is None
+            assert found.user_metadata == {"team": "core"}
+
+            def bob_sees() -> list[str]:
+                page = bob.list_training_runs(access_scope="accessible").result(timeout=30)
+                return [run.training_run_id for run in page.training_runs]
+
+            assert bob_sees() == []
+            rest.publish_checkpoint_from_tinker_path(path).result(timeout=30)
+            assert bob_sees() == [training.model_id]
+            run = bob.get_training_run(training.model_id, access_scope="accessible").result(30)
+            assert run.last_checkpoint is not None and run.last_checkpoint.tinker_path == path
+        finally:
+            alice.close("success").result(timeout=30)

@@ -1,9 +1,12 @@
 """RestClient: manage training runs, checkpoints and sessions (no session of its own).
 
 Every method sends one plain request (no futures to poll) on the runtime's I/O loop and
-returns an :class:`~tinkex.futures.APIFuture`; each has an ``_async`` twin that awaits it.
-Arguments are checked before anything is sent: a malformed ``tinker://`` path, id, page or
-access scope raises :class:`ValueError` saying what is wrong and what a valid one looks like.
+returns an :class:`~tinkex.futures.APIFuture`; each (but the experimental
+:meth:`RestClient.search_sessions`) has an ``_async`` twin that awaits it. Arguments are
+checked before anything is sent: a malformed ``tinker://`` path, id, page, TTL or access
+scope raises :class:`ValueError` saying what is wrong and what a valid one looks like. Ids
+equal to ``.`` or ``..`` are refused too: URL normalisation would drop them and the request
+would silently reach another endpoint.
 What the server refuses arrives as the matching :mod:`tinkex.errors` class
 (:class:`~tinkex.errors.NotFoundError`, :class:`~tinkex.errors.AuthenticationError`, ...)
 with the server's explanation.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from os import PathLike
@@ -38,18 +42,29 @@ from tinkex.types import (
 )
 from tinkex.types.rest import (
     CHECKPOINT_KINDS,
+    DOT_SEGMENTS,
+    MAX_TTL_SECONDS,
+    MIN_TTL_SECONDS,
+    AssignSessionProjectRequest,
     CheckpointArchiveUrlResponse,
     CheckpointsListResponse,
     GetSessionResponse,
     ListSessionsResponse,
     ParsedTinkerPath,
+    SessionSearchRequest,
+    SessionSearchResponse,
     TrainingRun,
     TrainingRunsResponse,
 )
 
-from .checkpoint_download import Progress, check_target, download_archive
+from .checkpoint_download import (
+    Progress,
+    check_extracted_limit,
+    check_target,
+    download_archive,
+)
 
-__all__ = ["AccessScope", "RestClient"]
+__all__ = ["AccessScope", "ExperimentalWarning", "RestClient"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -62,6 +77,10 @@ _ARCHIVE_URL_LIFETIME: Final = timedelta(minutes=15)
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 Decode = Callable[[Transport, httpx.Response], T]
+
+
+class ExperimentalWarning(FutureWarning):
+    """A method the protocol marks experimental: it may change or go in any release."""
 
 
 class RestClient:
@@ -96,7 +115,7 @@ class RestClient:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"RestClient(base_url={self.config.base_url!r})"
+        return f"RestClient(base_url={redact_url(self.config.base_url)!r})"
 
     # runs -------------------------------------------------------------------------------
 
@@ -207,14 +226,11 @@ class RestClient:
     def set_checkpoint_ttl_from_tinker_path(
         self, tinker_path: str, ttl_seconds: int | None
     ) -> APIFuture[None]:
-        """Expire a checkpoint ``ttl_seconds`` from now, or never (``None``)."""
-        if ttl_seconds is not None and (
-            not isinstance(ttl_seconds, int) or isinstance(ttl_seconds, bool) or ttl_seconds <= 0
-        ):
-            raise ValueError(
-                f"ttl_seconds must be a positive whole number of seconds or None (never "
-                f"expire), got {ttl_seconds!r}"
-            )
+        """Expire a checkpoint ``ttl_seconds`` from now, or never (``None``).
+
+        The service accepts 3600 (one hour) to 315 360 000 (ten years) seconds.
+        """
+        _check_ttl(ttl_seconds)
         path = _tinker_checkpoint_path(tinker_path) + "/ttl"
         return self._on_checkpoint(
             "PUT", path, "set_checkpoint_ttl_from_tinker_path", json={"ttl_seconds": ttl_seconds}
@@ -241,21 +257,25 @@ class RestClient:
         *,
         force: bool = False,
         progress: Progress | None = None,
+        max_extracted_bytes: int | None = None,
     ) -> APIFuture[Path]:
         """Fetch a checkpoint's files into ``<output_dir>/<run>_<kind>_<name>``.
 
-        The archive is streamed to disk and unpacked in a hidden directory next to the
-        target, which appears only when everything arrived: a failure, or cancelling the
-        future, leaves nothing behind. An existing non-empty target raises
-        :class:`FileExistsError` (here, or in the future if it appears meanwhile) unless
-        ``force=True``. ``progress(bytes_done, bytes_total)`` runs on tinkex's I/O thread
-        after every chunk (``bytes_total`` is ``None`` if the server does not say), so it
-        must be quick; an exception it raises aborts the download. Archive members that
-        could write outside the target raise
-        :class:`~tinkex.clients.checkpoint_download.UnsafeArchiveError`. The future holds
-        the target directory.
+        The archive is streamed to disk (by a worker thread, never blocking the I/O loop)
+        and unpacked in a hidden directory next to the target, which appears only when
+        everything arrived: a failure, or cancelling the future, leaves nothing behind, not
+        even the directories the call created for ``output_dir``. An existing non-empty
+        target raises :class:`FileExistsError` (here, or in the future if it appears
+        meanwhile) unless ``force=True``. ``progress(bytes_received, bytes_total)`` runs on
+        tinkex's I/O thread after every chunk (``bytes_total`` is ``None`` if the server
+        does not say), so it must be quick; an exception it raises aborts the download.
+        Archive members that could write outside the target, sparse members, and archives
+        that unpack to more than ``max_extracted_bytes`` (default: ten times the archive,
+        at least 16 MiB) raise :class:`~tinkex.clients.checkpoint_download.UnsafeArchiveError`.
+        The future holds the target directory.
         """
         parsed = _parse_tinker_path(tinker_path)
+        check_extracted_limit(max_extracted_bytes)
         target = Path(output_dir) / _target_name(parsed)
         check_target(target, force=force)
         config = self._checked_config()
@@ -264,7 +284,14 @@ class RestClient:
         async def download(ctx: LoopContext) -> Path:
             located = await archive
             transport = ctx.transport(config)
-            await download_archive(transport, located.url, target, force=force, progress=progress)
+            await download_archive(
+                transport,
+                located.url,
+                target,
+                force=force,
+                progress=progress,
+                max_extracted_bytes=max_extracted_bytes,
+            )
             return target
 
         return self._runtime.future(self._runtime.loop().call(download))
@@ -295,6 +322,48 @@ class RestClient:
         """A sampling session's base model and weights path."""
         sampler = _segment(sampler_id, "sampler_id")
         return self._send("GET", f"samplers/{sampler}", _model(GetSamplerResponse), "get_sampler")
+
+    def assign_session_project(self, session_id: str, project_id: str) -> APIFuture[None]:
+        """Move a session, with its training runs and samplers, into project ``project_id``.
+
+        There is no way back out of a project, only into another one.
+        """
+        session = _segment(session_id, "session_id")
+        body = AssignSessionProjectRequest(project_id=_text(project_id, "project_id"))
+        return self._send(
+            "PUT",
+            f"sessions/{session}/project",
+            _ignore,
+            "assign_session_project",
+            json=body.to_wire(),
+        )
+
+    def search_sessions(self, request: SessionSearchRequest) -> APIFuture[SessionSearchResponse]:
+        """One page of the sessions matching ``request``, newest first (experimental).
+
+        Page on by passing each answer's ``next_cursor`` back as the request's ``cursor``
+        (``request.model_copy(update={"cursor": page.next_cursor})``) until it is ``None``.
+        Warns with :class:`ExperimentalWarning`: the protocol may change this call in any
+        release.
+        """
+        if not isinstance(request, SessionSearchRequest):
+            raise ValueError(
+                f"request must be a tinkex.types.rest.SessionSearchRequest, got "
+                f"{type(request).__name__}; e.g. SessionSearchRequest(display_name='nightly')"
+            )
+        warnings.warn(
+            "RestClient.search_sessions is experimental: it may change or be removed in any "
+            "release",
+            ExperimentalWarning,
+            stacklevel=2,
+        )
+        return self._send(
+            "POST",
+            "sessions/search",
+            _model(SessionSearchResponse),
+            "search_sessions",
+            json=request.to_wire(),
+        )
 
     # asyncio twins: the calls above only schedule work, so awaiting them never blocks ---
 
@@ -365,9 +434,14 @@ class RestClient:
         *,
         force: bool = False,
         progress: Progress | None = None,
+        max_extracted_bytes: int | None = None,
     ) -> Path:
         return await self.download_checkpoint(
-            tinker_path, output_dir, force=force, progress=progress
+            tinker_path,
+            output_dir,
+            force=force,
+            progress=progress,
+            max_extracted_bytes=max_extracted_bytes,
         )
 
     async def list_sessions_async(
@@ -382,6 +456,9 @@ class RestClient:
 
     async def get_sampler_async(self, sampler_id: str) -> GetSamplerResponse:
         return await self.get_sampler(sampler_id)
+
+    async def assign_session_project_async(self, session_id: str, project_id: str) -> None:
+        await self.assign_session_project(session_id, project_id)
 
     # lifecycle --------------------------------------------------------------------------
 
@@ -523,10 +600,15 @@ def _text(value: object, what: str) -> str:
 
 
 def _segment(value: object, what: str) -> str:
-    """``value`` as one URL path segment (it must not contain ``/``)."""
+    """``value`` as one URL path segment (no ``/``, and not a dot segment)."""
     text = _text(value, what)
     if "/" in text:
         raise ValueError(f"{what} {text!r} must not contain '/'; pass the bare id")
+    if text in DOT_SEGMENTS:
+        raise ValueError(
+            f"{what} {text!r} is not an id: URLs drop '.' and '..' segments, so the request "
+            "would reach another endpoint; pass the real id"
+        )
     return quote(text, safe=":")
 
 
@@ -539,12 +621,32 @@ def _checkpoint_path(training_run_id: str, checkpoint_id: str) -> str:
             f"checkpoint_id {text!r} must be '<kind>/<name>' with kind one of "
             f"{', '.join(sorted(CHECKPOINT_KINDS))}, e.g. 'weights/step-10'"
         )
+    if name in DOT_SEGMENTS:
+        raise ValueError(
+            f"checkpoint_id {text!r} names no checkpoint: URLs drop '.' and '..' segments, "
+            "so the request would reach another endpoint; pass the real '<kind>/<name>'"
+        )
     return f"training_runs/{run}/checkpoints/{kind}/{quote(name, safe=':')}"
 
 
 def _tinker_checkpoint_path(tinker_path: str) -> str:
     parsed = _parse_tinker_path(tinker_path)
     return _checkpoint_path(parsed.training_run_id, parsed.checkpoint_id)
+
+
+def _check_ttl(ttl_seconds: object) -> None:
+    """The service's range, checked here so a mistake costs no round trip."""
+    if ttl_seconds is None:
+        return
+    if (
+        not isinstance(ttl_seconds, int)
+        or isinstance(ttl_seconds, bool)
+        or not MIN_TTL_SECONDS <= ttl_seconds <= MAX_TTL_SECONDS
+    ):
+        raise ValueError(
+            f"ttl_seconds must be a whole number of seconds from {MIN_TTL_SECONDS} (one hour) "
+            f"to {MAX_TTL_SECONDS} (ten years), or None to never expire; got {ttl_seconds!r}"
+        )
 
 
 def _scope(access_scope: object) -> str:

@@ -40,6 +40,7 @@ from tinkex.types import (
     UntypedAPIFuture,
     WeightsInfoRequest,
 )
+from tinkex.types.rest import AssignSessionProjectRequest, SessionSearchRequest
 
 from .errors import BadRequest, Gone, ServerError
 from .http import (
@@ -96,7 +97,11 @@ class Routes:
 
     async def telemetry(self, request: Request, owner: str) -> Response:
         batch = await parse(request, TelemetrySendRequest)
+        if self.faults.roll("telemetry_5xx_rate"):
+            return error_response(503, "fault injection: telemetry unavailable")
         self.service.record_telemetry(owner, batch)
+        if self.faults.roll("telemetry_drop_rate"):
+            return DroppedResponse()
         return json_response(TelemetryResponse())
 
     async def telemetry_events(self, request: Request, owner: str) -> Response:
@@ -265,10 +270,17 @@ class Routes:
 
     async def list_runs(self, request: Request, owner: str) -> Response:
         limit, offset = _page(request, 20)
-        return json_response(self.service.list_runs(owner, limit, offset))
+        accessible = _access_scope(request) == "accessible"
+        project_id = request.query_params.get("project_id") or None
+        runs = self.service.list_runs(
+            owner, limit, offset, accessible=accessible, project_id=project_id
+        )
+        return json_response(runs)
 
     async def get_run(self, request: Request, owner: str) -> Response:
-        return json_response(self.service.get_run(owner, request.path_params["run_id"]))
+        accessible = _access_scope(request) == "accessible"
+        run_id = request.path_params["run_id"]
+        return json_response(self.service.get_run(owner, run_id, accessible=accessible))
 
     async def list_checkpoints(self, request: Request, owner: str) -> Response:
         return json_response(self.service.list_checkpoints(owner, request.path_params["run_id"]))
@@ -314,12 +326,27 @@ class Routes:
             headers={"Content-Length": str(tar.length)},
         )
 
+    # Sessions are never shared between tenants (publishing is per checkpoint), so the
+    # "accessible" sessions are the owned ones; the scope is still checked.
+
     async def list_sessions(self, request: Request, owner: str) -> Response:
         limit, offset = _page(request, 20)
+        _access_scope(request)
         return json_response(self.service.list_sessions(owner, limit, offset))
 
     async def get_session(self, request: Request, owner: str) -> Response:
+        _access_scope(request)
         return json_response(self.service.get_session(owner, request.path_params["session_id"]))
+
+    async def assign_session_project(self, request: Request, owner: str) -> Response:
+        req = await parse(request, AssignSessionProjectRequest)
+        session_id = request.path_params["session_id"]
+        self.service.assign_session_project(owner, session_id, req.project_id)
+        return json_response({})
+
+    async def search_sessions(self, request: Request, owner: str) -> Response:
+        req = await parse(request, SessionSearchRequest)
+        return json_response(self.service.search_sessions(owner, req))
 
 
 class _JsonForwardBackward(ForwardRequest):
@@ -347,6 +374,18 @@ def _page(request: Request, default_limit: int) -> tuple[int, int]:
             raise BadRequest(f"query parameter {name}={value} is out of range")
         values.append(value)
     return values[0], values[1]
+
+
+_ACCESS_SCOPES = ("owned", "accessible")
+
+
+def _access_scope(request: Request) -> str:
+    scope = request.query_params.get("access_scope", "owned")
+    if scope not in _ACCESS_SCOPES:
+        raise BadRequest(
+            f"query parameter access_scope={scope!r} is not valid: use 'owned' or 'accessible'"
+        )
+    return scope
 
 
 def _checkpoint_ref(request: Request) -> tuple[str, str]:
@@ -411,7 +450,9 @@ def build_app(service: LocalService) -> Starlette:
         route(checkpoint + "/archive", routes.archive_url, ["GET"]),
         route("checkpoints", routes.list_user_checkpoints, ["GET"]),
         route("sessions", routes.list_sessions, ["GET"]),
+        route("sessions/search", routes.search_sessions, ["POST"]),
         route("sessions/{session_id}", routes.get_session, ["GET"]),
+        route("sessions/{session_id}/project", routes.assign_session_project, ["PUT"]),
     ]
 
     async def healthz(request: Request) -> Response:

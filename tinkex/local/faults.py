@@ -36,6 +36,10 @@ class FaultProfile:
     """Extra delay before every ``retrieve_future`` answer."""
     heartbeat_fail_rate: float = 0.0
     """``session_heartbeat`` answers 503."""
+    telemetry_5xx_rate: float = 0.0
+    """``telemetry`` answers 503 without recording the batch."""
+    telemetry_drop_rate: float = 0.0
+    """``telemetry`` records the batch, then the connection drops before the answer."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

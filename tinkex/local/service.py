@@ -54,6 +54,7 @@ from tinkex.types import (
     WeightsInfoResponse,
 )
 from tinkex.types.chunks import ModelInputChunk
+from tinkex.types.rest import SessionSearchRequest, SessionSearchResponse
 
 from .archives import ArchiveSigner, ArchiveTicket, TarStream
 from .catalog import ModelCatalog
@@ -73,6 +74,7 @@ from .model import (
 )
 from .promises import JsonResult, PromiseStore
 from .results import ForwardBackwardPayload, SamplePayload
+from .session_search import search_sessions
 from .store import RunRow, SessionRow, Store, StoredCheckpoint, check_checkpoint_name, check_ttl
 
 log = logging.getLogger("tinkex.local.service")
@@ -178,6 +180,14 @@ class LocalService:
             user_metadata=session.user_metadata,
             display_name=session.display_name,
         )
+
+    def assign_session_project(self, owner: str, session_id: str, project_id: str) -> None:
+        """Move a session (and so its runs, for ``list_training_runs(project_id=)``)."""
+        self._session(owner, session_id, allow_finished=True)
+        self.store.set_session_project(session_id, project_id)
+
+    def search_sessions(self, owner: str, req: SessionSearchRequest) -> SessionSearchResponse:
+        return search_sessions(self.store, owner, req)
 
     def _session(self, owner: str, session_id: str, *, allow_finished: bool = False) -> SessionRow:
         session = self.store.get_session(session_id)
@@ -692,21 +702,39 @@ class LocalService:
 
     # REST -------------------------------------------------------------------------------
 
-    def list_runs(self, owner: str, limit: int, offset: int) -> TrainingRunsResponse:
-        rows, total = self.store.list_runs(owner, limit, offset)
+    def list_runs(
+        self,
+        owner: str,
+        limit: int,
+        offset: int,
+        *,
+        accessible: bool = False,
+        project_id: str | None = None,
+    ) -> TrainingRunsResponse:
+        """The owner's runs; ``accessible`` adds other tenants' runs with a published
+        checkpoint, ``project_id`` keeps only runs of sessions in that project."""
+        rows, total = self.store.list_runs(
+            owner, limit, offset, accessible=accessible, project_id=project_id
+        )
         return TrainingRunsResponse(
-            training_runs=[self._training_run(row) for row in rows],
+            training_runs=[self._training_run(row, owner) for row in rows],
             cursor=Cursor(offset=offset, limit=limit, total_count=total),
         )
 
-    def get_run(self, owner: str, run_id: str) -> TrainingRun:
+    def get_run(self, owner: str, run_id: str, *, accessible: bool = False) -> TrainingRun:
         row = self.store.get_run(run_id)
-        if row is None or row.owner != owner:
+        visible = row is not None and (
+            row.owner == owner or (accessible and self.store.has_public_checkpoint(run_id))
+        )
+        if row is None or not visible:
             raise NotFound(f"training run {run_id!r} does not exist")
-        return self._training_run(row)
+        return self._training_run(row, owner)
 
-    def _training_run(self, row: RunRow) -> TrainingRun:
+    def _training_run(self, row: RunRow, viewer: str) -> TrainingRun:
+        """A run as ``viewer`` may see it: another tenant sees only published checkpoints."""
         checkpoints = self.store.list_checkpoints(row.run_id)
+        if viewer != row.owner:
+            checkpoints = [c for c in checkpoints if c.public]
         training = [c for c in checkpoints if c.checkpoint_type == "training"]
         sampler = [c for c in checkpoints if c.checkpoint_type == "sampler"]
         return TrainingRun(
@@ -736,7 +764,10 @@ class LocalService:
             checkpoints=checkpoints, cursor=Cursor(offset=offset, limit=limit, total_count=total)
         )
 
-    def owned_checkpoint(self, owner: str, run_id: str, checkpoint_id: str) -> StoredCheckpoint:
+    def owned_checkpoint(
+        self, owner: str, run_id: str, checkpoint_id: str, *, allow_public: bool = False
+    ) -> StoredCheckpoint:
+        """One of ``owner``'s checkpoints (or, with ``allow_public``, a published one)."""
         path = f"tinker://{run_id}/{checkpoint_id}"
         try:
             ParsedTinkerPath.parse(path)
@@ -746,7 +777,7 @@ class LocalService:
                 "sampler_weights, e.g. 'weights/step-10'"
             ) from None
         found = self.store.find_checkpoint(run_id, checkpoint_id)
-        if found is None or found.owner != owner:
+        if found is None or (found.owner != owner and not (allow_public and found.record.public)):
             raise NotFound(f"checkpoint {path} does not exist")
         return found
 
@@ -763,14 +794,17 @@ class LocalService:
         self.store.set_ttl(run_id, checkpoint_id, ttl)
 
     def archive_url(self, owner: str, run_id: str, checkpoint_id: str) -> tuple[str, ArchiveTicket]:
-        """A signed token for downloading one of the owner's checkpoints as a tar."""
-        self.owned_checkpoint(owner, run_id, checkpoint_id)
+        """A signed token for downloading one of the owner's, or a published, checkpoint."""
+        self.owned_checkpoint(owner, run_id, checkpoint_id, allow_public=True)
         return self.archives.issue(owner, run_id, checkpoint_id)
 
     def archive(self, token: str) -> TarStream:
-        """The tar of the checkpoint a token grants (still there, still its owner's)."""
+        """The tar of the checkpoint a token grants (still there, and still the holder's or
+        published: unpublishing revokes other tenants' URLs)."""
         ticket = self.archives.check(token)
-        found = self.owned_checkpoint(ticket.owner, ticket.run_id, ticket.checkpoint_id)
+        found = self.owned_checkpoint(
+            ticket.owner, ticket.run_id, ticket.checkpoint_id, allow_public=True
+        )
         return TarStream(found.directory)
 
     # housekeeping -----------------------------------------------------------------------

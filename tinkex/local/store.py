@@ -26,13 +26,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tinkex.types import Checkpoint, CheckpointType, ParsedTinkerPath
+from tinkex.types.rest import MAX_TTL_SECONDS, MIN_TTL_SECONDS
 
 from .errors import BadRequest, Conflict, NotFound
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _KIND_OF_TYPE: dict[str, str] = {"training": "weights", "sampler": "sampler_weights"}
-MIN_TTL_SECONDS = 3600
-MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+DEFAULT_PROJECT_ID = "default"
+"""The project of a session created without one (until assign_session_project moves it)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -100,6 +101,8 @@ class SessionRow:
     display_name: str | None
     last_heartbeat: datetime
     finish_reason: str | None
+    finish_detail: str | None = None
+    project_id: str = DEFAULT_PROJECT_ID
 
 
 @dataclass(frozen=True)
@@ -214,18 +217,32 @@ class Store:
 
     def get_session(self, session_id: str) -> SessionRow | None:
         rows = self._query("SELECT * FROM sessions WHERE session_id = ?", session_id)
-        if not rows:
-            return None
-        row = rows[0]
-        return SessionRow(
-            session_id=row["session_id"],
-            owner=row["owner"],
-            created_at=datetime.fromisoformat(row["created_at"]),
-            user_metadata=_loads(row["user_metadata"]),
-            display_name=row["display_name"],
-            last_heartbeat=datetime.fromisoformat(row["last_heartbeat"]),
-            finish_reason=row["finish_reason"],
+        return _session_row(rows[0]) if rows else None
+
+    def sessions_of(self, owner: str) -> list[SessionRow]:
+        """All of ``owner``'s sessions, newest first (ties: greater session id first)."""
+        rows = self._query(
+            "SELECT * FROM sessions WHERE owner = ? ORDER BY created_at DESC, session_id DESC",
+            owner,
         )
+        return [_session_row(row) for row in rows]
+
+    def set_session_project(self, session_id: str, project_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET project_id = ? WHERE session_id = ?", (project_id, session_id)
+            )
+
+    def checkpoint_totals(self, session_id: str) -> tuple[int, int]:
+        """How many unexpired checkpoints a session's runs hold, and their bytes."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(c.size_bytes), 0) AS size FROM checkpoints c "
+            "JOIN training_runs r ON r.run_id = c.run_id WHERE r.session_id = ? "
+            "AND (c.expires_at IS NULL OR c.expires_at > ?)",
+            session_id,
+            _iso(_now()),
+        )
+        return int(rows[0]["n"]), int(rows[0]["size"])
 
     def heartbeat(self, session_id: str) -> None:
         with self._tx() as db:
@@ -304,16 +321,37 @@ class Store:
         rows = self._query("SELECT * FROM training_runs WHERE run_id = ?", run_id)
         return _run_row(rows[0]) if rows else None
 
-    def list_runs(self, owner: str, limit: int, offset: int) -> tuple[list[RunRow], int]:
+    def list_runs(
+        self,
+        owner: str,
+        limit: int,
+        offset: int,
+        *,
+        accessible: bool = False,
+        project_id: str | None = None,
+    ) -> tuple[list[RunRow], int]:
+        """One page of runs, newest first: ``owner``'s, plus (``accessible``) every run with
+        a published checkpoint; only those of sessions in ``project_id`` if given."""
+        where = f"(r.owner = ? OR (? AND {_HAS_PUBLIC})) AND (? IS NULL OR {_PROJECT} = ?)"
+        args = (owner, accessible, _iso(_now()), project_id, project_id)
+        tables = "training_runs r LEFT JOIN sessions s ON s.session_id = r.session_id"
         rows = self._query(
-            "SELECT * FROM training_runs WHERE owner = ? ORDER BY created_at DESC, run_id "
+            f"SELECT r.* FROM {tables} WHERE {where} ORDER BY r.created_at DESC, r.run_id "
             "LIMIT ? OFFSET ?",
-            owner,
+            *args,
             limit,
             offset,
         )
-        total = self._query("SELECT COUNT(*) AS n FROM training_runs WHERE owner = ?", owner)
+        total = self._query(f"SELECT COUNT(*) AS n FROM {tables} WHERE {where}", *args)
         return [_run_row(row) for row in rows], int(total[0]["n"])
+
+    def has_public_checkpoint(self, run_id: str) -> bool:
+        rows = self._query(
+            f"SELECT 1 FROM training_runs r WHERE r.run_id = ? AND {_HAS_PUBLIC}",
+            run_id,
+            _iso(_now()),
+        )
+        return bool(rows)
 
     def runs_of_session(self, session_id: str) -> list[str]:
         rows = self._query(
@@ -576,6 +614,29 @@ class Store:
         for path in self._checkpoints.glob("*/*/*"):
             if path.is_dir() and path.relative_to(self._checkpoints).as_posix() not in referenced:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+_HAS_PUBLIC = (
+    "EXISTS (SELECT 1 FROM checkpoints c WHERE c.run_id = r.run_id AND c.public = 1 "
+    "AND (c.expires_at IS NULL OR c.expires_at > ?))"
+)
+"""SQL: run ``r`` has a published, unexpired checkpoint (one parameter: now)."""
+_PROJECT = f"COALESCE(s.project_id, '{DEFAULT_PROJECT_ID}')"
+"""SQL: the project of session ``s``."""
+
+
+def _session_row(row: sqlite3.Row) -> SessionRow:
+    return SessionRow(
+        session_id=row["session_id"],
+        owner=row["owner"],
+        created_at=datetime.fromisoformat(row["created_at"]),
+        user_metadata=_loads(row["user_metadata"]),
+        display_name=row["display_name"],
+        last_heartbeat=datetime.fromisoformat(row["last_heartbeat"]),
+        finish_reason=row["finish_reason"],
+        finish_detail=row["finish_detail"],
+        project_id=row["project_id"] or DEFAULT_PROJECT_ID,
+    )
 
 
 def _expired(row: sqlite3.Row) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import AwareDatetime, Field
 
 from ._base import WireModel
 
@@ -15,6 +17,15 @@ CHECKPOINT_KINDS: dict[str, CheckpointType] = {
     "sampler_weights": "sampler",
     "external_weights": "external",
 }
+
+
+MIN_TTL_SECONDS: Final = 3600
+"""The shortest checkpoint TTL the service accepts (one hour)."""
+MAX_TTL_SECONDS: Final = 10 * 365 * 24 * 3600
+"""The longest checkpoint TTL the service accepts (ten years)."""
+
+DOT_SEGMENTS: Final = frozenset({".", ".."})
+"""Path parts that URL normalisation removes, so an id equal to one reaches another endpoint."""
 
 
 class Cursor(WireModel):
@@ -68,6 +79,152 @@ class GetSessionResponse(WireModel):
     display_name: str | None = None
 
 
+class AssignSessionProjectRequest(WireModel):
+    """``PUT /sessions/{session_id}/project``: move a session and its runs into a project."""
+
+    project_id: str = Field(min_length=1)
+
+
+# session search (experimental in the protocol) ------------------------------------------
+
+
+class OwnSearchOwner(WireModel):
+    """The caller's own sessions."""
+
+    type: Literal["own"] = "own"
+
+
+class AccessibleSearchOwner(WireModel):
+    """Every session the caller may see."""
+
+    type: Literal["accessible"] = "accessible"
+
+
+class UserSearchOwner(WireModel):
+    """The sessions of the listed owners (1 to 10)."""
+
+    type: Literal["user"] = "user"
+    owner_urns: list[str] = Field(min_length=1, max_length=10)
+
+
+SearchOwner = Annotated[
+    OwnSearchOwner | AccessibleSearchOwner | UserSearchOwner, Field(discriminator="type")
+]
+
+ClientSessionFinishReasonType = Literal["success", "errored", "interrupted"]
+
+
+class ActiveSessionStatusQuery(WireModel):
+    type: Literal["active"] = "active"
+
+
+class CancelledSessionStatusQuery(WireModel):
+    type: Literal["cancelled"] = "cancelled"
+
+
+class FailedSessionStatusQuery(WireModel):
+    type: Literal["failed"] = "failed"
+
+
+class ClientFinishedSessionStatusQuery(WireModel):
+    """Sessions whose client said it was done, optionally only for some ``reasons``."""
+
+    type: Literal["client_finished"] = "client_finished"
+    reasons: list[ClientSessionFinishReasonType] | None = Field(default=None, min_length=1)
+
+
+SessionStatusQuery = Annotated[
+    ActiveSessionStatusQuery
+    | CancelledSessionStatusQuery
+    | FailedSessionStatusQuery
+    | ClientFinishedSessionStatusQuery,
+    Field(discriminator="type"),
+]
+
+
+class SessionSearchCursor(WireModel):
+    """Where the next page starts: pass a response's ``next_cursor`` back unchanged."""
+
+    last_created_at: AwareDatetime
+    last_session_id: str
+
+
+class SessionSearchRequest(WireModel):
+    """Filters, page size and cursor of a session search (results newest first).
+
+    ``session_id`` and ``display_name`` (case-insensitive; every word must appear) match
+    if either does; every other filter must hold.
+    """
+
+    session_id: str | None = None
+    project_ids: list[str] | None = None
+    user_metadata: dict[str, str] = Field(default_factory=dict)
+    display_name: str | None = Field(default=None, min_length=1)
+    owner: SearchOwner = Field(default_factory=OwnSearchOwner)
+    statuses: list[SessionStatusQuery] | None = Field(default=None, min_length=1)
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: SessionSearchCursor | None = None
+
+
+class SessionActive(WireModel):
+    type: Literal["active"] = "active"
+
+
+class SessionCancelled(WireModel):
+    type: Literal["cancelled"] = "cancelled"
+    detail: str | None = None
+
+
+class SessionFailedReason(WireModel):
+    """What failed the session: a request, a training run or a sampling session."""
+
+    type: str
+    request_id: str | None = None
+    request_type: str | None = None
+    training_run_id: str | None = None
+    sampling_session_id: str | None = None
+
+
+class SessionFailed(WireModel):
+    type: Literal["failed"] = "failed"
+    category: Literal["user", "internal"]
+    reason: SessionFailedReason
+    message: str
+
+
+class ClientSessionFinishReason(WireModel):
+    type: ClientSessionFinishReasonType
+
+
+class ClientSessionFinished(WireModel):
+    type: Literal["client_finished"] = "client_finished"
+    reason: ClientSessionFinishReason
+    detail: str | None = None
+
+
+SessionStatus = Annotated[
+    SessionActive | SessionCancelled | SessionFailed | ClientSessionFinished,
+    Field(discriminator="type"),
+]
+
+
+class SessionSummary(WireModel):
+    session_id: str
+    created_at: datetime
+    owner: str
+    project_id: str
+    status: SessionStatus | None = None
+    checkpoints_count: int
+    display_name: str | None = None
+    user_metadata: dict[str, str] | None = None
+    checkpoint_storage_bytes: int | None = None
+
+
+class SessionSearchResponse(WireModel):
+    sessions: list[SessionSummary]
+    next_cursor: SessionSearchCursor | None = None
+
+
 class CheckpointTtlRequest(WireModel):
     ttl_seconds: int | None = None
 
@@ -111,6 +268,13 @@ class ParsedTinkerPath(WireModel):
                 "'tinker://<training_run_id>/<kind>/<name>' with three non-empty parts"
             )
         run_id, kind, name = parts
+        for part, value in (("training_run_id", run_id), ("name", name)):
+            if value in DOT_SEGMENTS:
+                raise ValueError(
+                    f"invalid tinker path {tinker_path!r}: its {part} {value!r} is a dot "
+                    "segment, which URLs drop (the request would reach another endpoint); "
+                    "use the real id"
+                )
         if kind not in CHECKPOINT_KINDS:
             raise ValueError(
                 f"invalid tinker path {tinker_path!r}: kind {kind!r} is not one of "
