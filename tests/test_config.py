@@ -23,7 +23,7 @@ def test_defaults_with_only_a_key() -> None:
     config = cfg(api_key=KEY)
     assert config.api_key == KEY
     assert config.base_url == DEFAULT_BASE_URL
-    assert (config.timeout, config.max_retries) == (60.0, 10)
+    assert (config.timeout, config.max_retries, config.deadline) == (60.0, 10, None)
     assert config.project_id is None and config.tags == () and config.user_metadata == {}
     assert config.default_headers == {} and config.proxy is None
     assert config.cf_access_client_id is None and config.cf_access_client_secret is None
@@ -180,7 +180,11 @@ def test_key_with_a_bad_prefix_is_refused_without_echoing_it(key: str) -> None:
     with pytest.raises(ConfigError, match="must start with 'tml-'") as caught:
         cfg(api_key=key)
     assert caught.value.field == "api_key"
-    assert key not in str(caught.value)
+    message = str(caught.value)
+    assert key not in message
+    assert f"got a {len(key)}-character value" in message
+    # not even a masked prefix: the first characters of a mistyped key are a secret's too
+    assert f"{key[:2]}*" not in message and f"'{key[:2]}" not in message
 
 
 def test_jwt_credentials_are_accepted() -> None:
@@ -215,6 +219,9 @@ def test_malformed_base_url_from_the_environment_is_refused() -> None:
         ("default_headers", {"X-A": 1}),
         ("tags", "a,b"),
         ("http_client", object()),
+        ("deadline", float("nan")),
+        ("deadline", "soon"),
+        ("deadline", True),
     ],
 )
 def test_invalid_values_name_their_field(field: str, value: Any) -> None:
@@ -243,6 +250,21 @@ def test_repr_and_str_never_show_secrets() -> None:
         assert "cf-secret-0123456789" not in text
         assert "hidden-token" not in text and "proxy-password" not in text
         assert "'tml-***'" in text and "cf-id" in text and "visible" in text
+
+
+def test_a_jwt_is_masked_whole() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.e30.sig-0123456789"
+    text = repr(Config(api_key=jwt))
+    assert "api_key='***'" in text and "eyJ" not in text
+
+
+def test_the_deadline_is_an_optional_monotonic_instant() -> None:
+    config = cfg(api_key=KEY, deadline=1234)
+    assert config.deadline == 1234.0 and isinstance(config.deadline, float)
+    assert "deadline=1234.0" in repr(config)
+    assert config.replace(deadline=None).deadline is None
+    assert config != config.replace(deadline=99.0)
+    assert hash(config) == hash(cfg(api_key=KEY, deadline=1234.0))
 
 
 def test_tenant_is_hashable_and_keyless() -> None:

@@ -16,11 +16,12 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from .errors import ConfigError, mask_secret, redact_url
+from .telemetry import looks_secret
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -61,8 +62,6 @@ _LOG_LEVELS: Final = {
     "warning": "warning",
     "error": "error",
 }
-_SECRET_HEADER_MARKERS: Final = ("key", "token", "secret", "authorization", "cookie", "password")
-
 Tenant = tuple[str, str]
 """``(base_url, first 16 hex digits of sha256(api_key))``: keys rate-limit windows."""
 
@@ -86,6 +85,13 @@ class Config:
     """Seconds one HTTP request may take (read/write/pool; connecting is capped at 5 s)."""
     max_retries: int = DEFAULT_MAX_RETRIES
     """HTTP-layer retries after the first attempt (timeouts, connection errors, 408/409/429/5xx)."""
+    deadline: float | None = None
+    """A ``time.monotonic()`` instant that bounds every HTTP call made with this config, for
+    a budget over a whole operation (``tinkex --timeout``): retries stop at it (a backoff
+    wait ends there at the latest) and each attempt's timeout is cut to the time left, though
+    never below 1 s, so a call ends at most about a second after it (one made later, such as
+    finishing the session, gets a single short attempt). The telemetry reporter's drain at
+    close is cut the same way. ``None``: only ``timeout`` and ``max_retries`` apply."""
     project_id: str | None = None
     tags: Sequence[str] = ()
     """Session tags (``TINKER_TAGS``: comma separated)."""
@@ -114,6 +120,7 @@ class Config:
         set_("base_url", _check_base_url(self.base_url))
         set_("timeout", _check_timeout(self.timeout))
         set_("max_retries", _check_max_retries(self.max_retries))
+        set_("deadline", _check_deadline(self.deadline))
         set_("project_id", _optional_str(self.project_id, "project_id"))
         set_("tags", _check_tags(self.tags))
         if not isinstance(self.user_metadata, Mapping):
@@ -155,6 +162,7 @@ class Config:
         base_url: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        deadline: float | None = None,
         project_id: str | None = None,
         tags: Iterable[str] | None = None,
         user_metadata: Mapping[str, Any] | None = None,
@@ -203,6 +211,7 @@ class Config:
         optional: dict[str, Any] = {
             "timeout": timeout,
             "max_retries": max_retries,
+            "deadline": deadline,
             "user_metadata": user_metadata,
             "default_headers": default_headers,
             "proxy": proxy,
@@ -243,6 +252,7 @@ class Config:
                 self.base_url,
                 self.timeout,
                 self.max_retries,
+                self.deadline,
                 self.project_id,
                 tuple(self.tags),
                 self.proxy,
@@ -251,17 +261,39 @@ class Config:
             )
         )
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every credential in this config, to scrub out of any text that leaves the client
+        (error messages, telemetry): the API key, the Cloudflare Access secret, the values of
+        secret-looking ``default_headers`` (and the credential after a scheme such as
+        ``Bearer``), and the user info and password of the proxy URL (as written and
+        percent-decoded). Longest first, so that a secret containing another is masked whole.
+        """
+        found = [self.api_key, self.cf_access_client_secret]
+        for name, value in self.default_headers.items():
+            if looks_secret(name):
+                scheme, _, credential = value.partition(" ")
+                found += [value, credential.strip() if scheme and credential else None]
+        if self.proxy is not None:
+            proxy = urlsplit(self.proxy)
+            userinfo = proxy.netloc.rpartition("@")[0] if "@" in proxy.netloc else None
+            for part in (userinfo, proxy.password):
+                if part:
+                    found += [part, unquote(part)]
+        return tuple(sorted({s for s in found if s}, key=len, reverse=True))
+
     def __repr__(self) -> str:
         shown = {
             "api_key": mask_secret(self.api_key),
             "base_url": redact_url(self.base_url),
             "timeout": self.timeout,
             "max_retries": self.max_retries,
+            "deadline": self.deadline,
             "project_id": self.project_id,
             "tags": self.tags,
             "user_metadata": self.user_metadata,
             "default_headers": {
-                name: "***" if _looks_secret(name) else value
+                name: "***" if looks_secret(name) else value
                 for name, value in self.default_headers.items()
             },
             "proxy": None if self.proxy is None else redact_url(self.proxy),
@@ -298,9 +330,10 @@ def _check_api_key(value: object) -> str:
             field="api_key",
         )
     if not key.startswith(API_KEY_PREFIXES):
-        raise ConfigError(
-            f"the API key must start with 'tml-' (or be a JWT starting with 'eyJ'); got "
-            f"{mask_secret(key)!r}: copy the key from the Tinker console (or, for a local "
+        raise ConfigError(  # no character of the value: a mistyped key is still a secret
+            f"the API key must start with 'tml-' (or be a JWT starting with 'eyJ'); got a "
+            f"{len(key)}-character value that starts with neither: copy the key from the "
+            "Tinker console (or, for a local "
             "`tinkex serve`, use any key starting with 'tml-') and pass it as api_key=... or "
             "set the TINKER_API_KEY environment variable",
             field="api_key",
@@ -338,6 +371,17 @@ def _check_timeout(value: object) -> float:
     ):
         raise ConfigError(
             f"timeout must be a positive number of seconds, got {value!r}", field="timeout"
+        )
+    return float(value)
+
+
+def _check_deadline(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(
+            f"deadline must be a time.monotonic() instant or None, got {value!r}",
+            field="deadline",
         )
     return float(value)
 
@@ -432,8 +476,3 @@ def _check_proxy(value: str | None) -> str | None:
             field="proxy",
         )
     return value
-
-
-def _looks_secret(name: str) -> bool:
-    lowered = name.lower()
-    return any(marker in lowered for marker in _SECRET_HEADER_MARKERS)

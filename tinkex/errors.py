@@ -101,15 +101,19 @@ _SECRET_QUERY_MARKERS: Final = (
 )
 _MAX_DETAIL_CHARS: Final = 1000
 _MASK: Final = "***"
+PUBLIC_KEY_PREFIX: Final = "tml-"
+"""What every Tinker API key starts with: the only part of one :func:`mask_secret` shows."""
 
 
 def mask_secret(value: str | None) -> str | None:
-    """``'***'`` after at most the first 4 characters (``'tml-***'``); short values hide all."""
+    """``'tml-***'`` for a Tinker key, ``'***'`` for anything else.
+
+    Only the fixed public prefix ``tml-`` is ever shown: no character of the value itself
+    (a JWT's fourth character, a mistyped key's first ones) leaves this function.
+    """
     if value is None:
         return None
-    if len(value) <= 8:
-        return _MASK
-    return value[:4] + _MASK
+    return PUBLIC_KEY_PREFIX + _MASK if value.startswith(PUBLIC_KEY_PREFIX) else _MASK
 
 
 def redact_url(url: str) -> str:

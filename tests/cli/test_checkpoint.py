@@ -65,11 +65,24 @@ def test_save_as_json_prints_the_metadata(cli: Invoke, tmp_path: Path) -> None:
     [
         (["--output", "c.json"], "Missing option '--base-model'"),
         ([*MODEL], "Missing option '--output'"),
-        (["--name", "x", "list"], "--name must follow the subcommand"),
+        (
+            ["--name", "x", "list"],
+            "--name is a checkpoint-saving option; it cannot be used with `tinkex checkpoint list`",
+        ),
+        (["--json", "list"], "--json must follow the subcommand: `tinkex checkpoint list --json"),
     ],
 )
 def test_save_usage_errors_exit_2(cli: Invoke, args: list[str], expected: str) -> None:
     fails(cli("checkpoint", *args), 2, expected)
+
+
+@pytest.mark.parametrize("ttl", ["5", "3599", "315360001"])
+def test_a_ttl_outside_the_services_range_is_a_usage_error(cli: Invoke, ttl: str) -> None:
+    fails(
+        cli("checkpoint", "set-ttl", "tinker://r/weights/x", "--ttl", ttl),
+        2,
+        f"Invalid value for '--ttl': {ttl} is not in the range 3600<=x<=315360000",
+    )
 
 
 def test_an_unwritable_output_is_refused_before_anything_is_saved(
@@ -103,8 +116,9 @@ def test_publish_ttl_and_listing(cli: Invoke, tmp_path: Path) -> None:
     assert listed(cli, run)[path]["expires_at"] is not None
     ok(cli("checkpoint", "set-ttl", path, "--remove"))
     assert listed(cli, run)[path]["expires_at"] is None
+    ok(cli("checkpoint", "set-ttl", path, "--ttl", "315360000"))  # ten years: the longest
     fails(cli("checkpoint", "set-ttl", path), 2, "exactly one of --ttl SECONDS or --remove")
-    fails(cli("checkpoint", "set-ttl", path, "--ttl", "5", "--remove"), 2, "exactly one")
+    fails(cli("checkpoint", "set-ttl", path, "--ttl", "3600", "--remove"), 2, "exactly one")
 
     mine = json_of(cli("checkpoint", "list", "--limit", "0", "--json"))
     assert path in [c["tinker_path"] for c in mine["checkpoints"]]

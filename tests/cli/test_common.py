@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,11 @@ MODEL = ("--base-model", "tinkex/tiny-llama")
 
 
 def test_version() -> None:
-    assert ok(invoke(["version"])).stdout.startswith(f"tinkex {tinkex.__version__} ")
+    shown = ok(invoke(["version"])).stdout
+    assert shown.startswith(f"tinkex {tinkex.__version__} ")
+    assert ok(invoke(["--version"])).stdout == shown
     assert json_of(invoke(["version", "--json"]))["version"] == tinkex.__version__
+    assert json_of(invoke(["version", "--format", "json"]))["version"] == tinkex.__version__
 
 
 def test_help_and_unknown_commands() -> None:
@@ -68,15 +74,82 @@ def test_timeout_bounds_the_whole_command(tmp_path: Path) -> None:
         stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 1, stderr
     assert stdout == ""
-    assert stderr.startswith("error (server or transient; retrying may help): ")
-    assert "raise --timeout" in stderr
+    assert stderr.startswith(
+        "error: --timeout 1 s ran out while waiting for a LoRA model of tinkex/tiny-llama (request "
+    ), stderr
+    assert "; raise --timeout (the server may be busy" in stderr
+    assert "result()" not in stderr and "cancel()" not in stderr  # no Python API advice
     assert not (tmp_path / "c.json").exists()
 
 
-def test_http_timeout_is_the_per_request_timeout(base_url: str) -> None:
+def test_timeout_bounds_connecting_and_opening_the_session(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = invoke(
+        [
+            "checkpoint",
+            *MODEL,
+            "--output",
+            str(tmp_path / "c.json"),
+            "--timeout",
+            "2",
+            "--base-url",
+            "http://127.0.0.1:1",  # nothing listens: every connection attempt is refused
+            "--api-key",
+            API_KEY,
+        ]
+    )
+    elapsed = time.monotonic() - started
+    fails(
+        result,
+        1,
+        "error: --timeout 2 s ran out while waiting for an answer from the server: "
+        "POST http://127.0.0.1:1/api/v1/client/config failed: ConnectError",
+        "the last one at the deadline",
+    )
+    # the client's own retries (11 attempts) alone take about 45 s
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+
+
+@pytest.fixture
+def unanswering_url() -> Iterator[str]:
+    """A TCP port that accepts connections and never answers: every request times out.
+
+    The local server cannot produce this for the requests ``--http-timeout`` bounds (its
+    only delay knob, ``slow_poll_seconds``, delays future polls, which have a timeout of
+    their own)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel completes the handshakes; nothing reads
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_http_timeout_bounds_each_request(tmp_path: Path, unanswering_url: str) -> None:
+    result = invoke(
+        [
+            "checkpoint",
+            *MODEL,
+            "--output",
+            str(tmp_path / "c.json"),
+            "--http-timeout",
+            "0.3",
+            "--timeout",
+            "3",
+            "--base-url",
+            unanswering_url,
+            "--api-key",
+            API_KEY,
+        ]
+    )
+    stderr = fails(
+        result, 1, "--timeout 3 s ran out", "/api/v1/client/config timed out after 0.3 s"
+    )
+    assert "attempts" in stderr  # each request was given up on after 0.3 s and retried
+
+
+def test_remote_never_shows_its_key() -> None:
     remote = Remote(
         api_key=API_KEY,
-        base_url=base_url,
+        base_url="http://127.0.0.1:8000",
         local=False,
         data_dir=None,
         timeout=None,
@@ -84,10 +157,14 @@ def test_http_timeout_is_the_per_request_timeout(base_url: str) -> None:
         output_format="table",
         log_level="warning",
     )
-    with remote.connect() as service:
-        assert service.config.timeout == 7.5
-        assert service.get_server_capabilities().result(timeout=30).supported_models
     assert API_KEY not in repr(remote)
+
+
+def test_a_malformed_key_is_refused_without_any_of_its_characters(base_url: str) -> None:
+    secret = "sk-SECRET-0123456789"
+    result = invoke(["run", "list", "--base-url", base_url, "--api-key", secret])
+    stderr = fails(result, 1, "must start with 'tml-'", f"a {len(secret)}-character value")
+    assert "sk-" not in stderr and "SECRET" not in stderr
 
 
 def test_debug_logs_go_to_stderr_without_the_key(cli: Invoke) -> None:

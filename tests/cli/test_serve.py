@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -101,3 +102,22 @@ def test_bad_values_are_refused_before_anything_starts(
     data_dir = tmp_path / "data"
     fails(invoke(["serve", "--data-dir", str(data_dir), *args]), 2, expected)
     assert not data_dir.exists()
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        serve = ["serve", "--port", str(port), "--data-dir", str(tmp_path)]
+        result = subprocess.run(
+            [sys.executable, "-m", "tinkex.cli", *serve],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another "
+        "--port (0 picks a free one)\n"
+    )

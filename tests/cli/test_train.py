@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import signal
 import struct
 from pathlib import Path
@@ -100,22 +102,23 @@ def test_train_writes_metrics_checkpoints_curve_and_samples(
     assert {c["path"]: str(c["step"]) for c in summary["checkpoints"]}.items() <= steps.items()
 
 
-def test_resume_continues_at_the_saved_step_and_loss_keeps_falling(
+def test_a_resumed_run_trains_exactly_as_an_uninterrupted_one(
     cli: Invoke, data: Path, tmp_path: Path
 ) -> None:
+    common = ["--data", str(data), "--batch-size", "2", "--sample-prompt", "up"]
+    straight = tmp_path / "straight"
+    ok(cli(*TRAIN, *common, "--steps", "6", "--output", str(straight)))
+
     output = tmp_path / "run"
-    common = ["--data", str(data), "--batch-size", "4", "--sample-prompt", "up"]
     ok(cli(*TRAIN, *common, "--steps", "3", "--output", str(output)))
     saved = checkpoints(output)["state_path"]
-
     result = ok(cli(*TRAIN, *common, "--steps", "6", "--resume", saved, "--output", str(output)))
     assert "trained tinkex/tiny-llama for 3 steps" in result.stdout
     records = metrics(output)
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
-    losses = [r["loss"] for r in records]
-    # the resumed model starts where the first run ended, not from scratch, and keeps learning
-    assert losses[3] < losses[0]
-    assert losses[5] < losses[2]
+    # the same weights, the same AdamW moments and step count, the same batches: the same
+    # losses, bit for bit (a weights-only restore resets the moments: step 5 on differs)
+    assert [r["loss"] for r in records] == [r["loss"] for r in metrics(straight)]
     summary = checkpoints(output)
     assert summary["resumed_from"] == saved
     assert [c["step"] for c in summary["checkpoints"]] == [3, 6]
@@ -184,6 +187,36 @@ def test_an_invalid_resume_path_is_refused_before_anything_starts(
         "train", "--data", str(data), "--resume", "weights/x", "--output", str(tmp_path / "r")
     )
     fails(result, 1, "invalid tinker path 'weights/x'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_resuming_sampler_weights_says_a_training_state_is_needed(
+    cli: Invoke, data: Path, tmp_path: Path
+) -> None:
+    meta = tmp_path / "c.json"
+    ok(cli("checkpoint", *TRAIN[1:], "--output", str(meta), "--kind", "sampler", "--rank", "8"))
+    sampler = json.loads(meta.read_text())["sampler_path"]
+    output = tmp_path / "run"
+    stderr = fails(
+        cli("train", "--data", str(data), "--resume", sampler, "--output", str(output)),
+        1,
+        f"error: --resume {sampler} holds sampler weights, without the optimizer state; "
+        "resuming needs a training-state checkpoint, tinker://",
+    )
+    assert "cannot tell which step" not in stderr
+    assert not output.exists()
+
+
+def test_resuming_a_missing_checkpoint_fails_on_it_alone(
+    cli: Invoke, data: Path, tmp_path: Path
+) -> None:
+    missing = "tinker://no-such-run/weights/step-000003"
+    output = tmp_path / "runs" / "a"
+    stderr = fails(
+        cli("train", "--data", str(data), "--resume", missing, "--output", str(output)), 1, "404"
+    )
+    assert "cannot tell which step" not in stderr, "no note about a checkpoint that is not there"
+    assert not (tmp_path / "runs").exists(), "a failed run leaves no empty --output behind"
 
 
 def test_epochs_and_every_row_form_train(cli: Invoke, tmp_path: Path) -> None:
@@ -200,6 +233,49 @@ def test_epochs_and_every_row_form_train(cli: Invoke, tmp_path: Path) -> None:
     # default sample prompts: the untrained prefix of each example that has one
     assert [s["prompt"] for s in summary["samples"]] == ["2+2=", "user: hi\nassistant: "]
     assert [r["step"] for r in metrics(output)] == [1, 2, 3, 4]
+
+
+def test_text_rows_are_sampled_from_their_first_words(cli: Invoke, tmp_path: Path) -> None:
+    rows = [{"text": "let it crash and restart"}, {"text": "a b"}, {"text": "one"}]
+    data = write_jsonl(tmp_path / "texts.jsonl", rows)
+    args = ["--data", str(data), "--steps", "1", "--sample-max-tokens", "2"]
+    result = ok(cli(*TRAIN, *args, "--output", str(tmp_path / "run")))
+    assert "sample: 'let it crash' -> " in result.stdout
+    assert "sample: 'a' -> " in result.stdout
+    assert result.stdout.count("sample: ") == 2  # a single word leaves nothing to complete
+
+
+def test_data_without_anything_to_sample_from_says_so(cli: Invoke, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "words.jsonl", [{"text": "one"}, {"text": "two"}])
+    result = ok(cli(*TRAIN, "--data", str(data), "--steps", "1", "--output", str(tmp_path / "r")))
+    assert "no samples will be printed at the end; pass --sample-prompt TEXT" in result.stderr
+    assert "sample: " not in result.stdout
+
+
+def test_the_readme_command_trains_the_bundled_data_locally_and_prints_samples(
+    tmp_path: Path,
+) -> None:
+    """``tinkex train --local`` with no data: the first command of the README (fewer steps)."""
+    process = run_tinkex(["train", "--local", "--steps", "2"], home=tmp_path, cwd=tmp_path)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert re.search(
+        r"^tinkex: started the embedded local Tinker backend at http://127\.0\.0\.1:\d+$",
+        stderr,
+        re.MULTILINE,
+    ), stderr
+    assert "step 2/2" in stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith("trained tinkex/tiny-llama for 2 steps: loss ")
+    samples = lines[-3:]
+    assert [s.split(" -> ")[0] for s in samples] == [
+        "sample: 'opposite of hot:'",
+        "sample: 'opposite of up:'",
+        "sample: 'opposite of big:'",
+    ], stdout
+    [run] = (tmp_path / "tinkex-runs").iterdir()  # the default --output
+    assert [r["step"] for r in metrics(run)] == [1, 2]
+    assert (tmp_path / ".tinkex" / "local").is_dir()  # the default --data-dir, under HOME
 
 
 def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_run_resumes(
@@ -240,6 +316,26 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_the_run_resumes(
     assert f"checkpoint: {summary['state_path']}" in stdout
     assert f"interrupted after step {step}" in stderr
     assert [r["step"] for r in metrics(output)] == list(range(1, step + 1))
+    # the hint repeats the whole command line, with --resume added
+    hint = re.search(r"continue with: (.*)$", stderr, re.MULTILINE)
+    assert hint is not None, stderr
+    assert shlex.split(hint.group(1)) == [
+        "tinkex",
+        "train",
+        "--data",
+        str(data),
+        "--steps",
+        "100000",
+        "--batch-size",
+        "4",
+        "--local",
+        "--data-dir",
+        str(data_dir),
+        "--resume",
+        summary["state_path"],
+        "--output",
+        str(output),
+    ]
 
     # the checkpoint outlives the process: resume it from the same backend storage
     from tinkex.backend import LOCAL_API_KEY
@@ -388,6 +484,7 @@ def test_server_refusals_exit_1(cli: Invoke, data: Path, tmp_path: Path) -> None
         "no/such-model",
     )
     assert stderr.startswith("error: ")
+    assert not (tmp_path / "run").exists(), "a failed run leaves no empty --output behind"
 
 
 def test_a_wrong_api_key_is_refused_and_never_echoed(

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
 
+from tinkex.cli.command_line import continue_command
 from tinkex.cli.dataset import DataError, Example, Segment, load_examples, render
 from tinkex.cli.output import write_result_file
 from tinkex.cli.plot import Canvas, encode_png, write_line_chart
 from tinkex.cli.progress import StepProgress
 from tinkex.cli.run_dir import RunDirectory
+from tinkex.cli.train import train
 from tinkex.cli.trainer import BatchSchedule
 from tinkex.tokenizers import load_tokenizer
 
@@ -186,3 +189,40 @@ def test_rewinding_a_run_directory_forgets_later_steps_and_cut_lines(tmp_path: P
     run.append_metrics({"step": 3, "loss": 1.5})
     assert [json.loads(line)["step"] for line in run.metrics.read_text().splitlines()] == [1, 2, 3]
     assert RunDirectory(tmp_path / "new").rewind(7) == []
+
+
+def test_the_continue_command_is_the_command_line_quoted_without_the_key() -> None:
+    secret = "tml-never-in-the-hint-0123"
+    args = ["--data", "my data.jsonl", "--sample-prompt", "it's", "--sample-prompt", "b"]
+    args += ["--rank", "8", "--api-key", secret, "--base-url", "http://h:1", "--json"]
+    with train.make_context("tinkex train", args) as ctx:
+        hint = continue_command(ctx, "tinker://r/weights/step-000002", Path("runs/x"))
+    assert secret not in hint
+    command, note = hint.split("  ")
+    assert note == "(plus your --api-key, left out here)"
+    assert shlex.split(command) == [
+        "tinkex",
+        "train",
+        "--data",
+        "my data.jsonl",
+        "--sample-prompt",
+        "it's",
+        "--sample-prompt",
+        "b",
+        "--base-url",
+        "http://h:1",
+        "--json",
+        "--resume",
+        "tinker://r/weights/step-000002",
+        "--output",
+        "runs/x",
+    ]  # --rank is the checkpoint's: --resume refuses it
+
+
+def test_opening_words_leave_one_to_complete() -> None:
+    def opening(text: str) -> str | None:
+        return Example((Segment(text, True),)).opening(3)
+
+    assert opening("let it crash and restart") == "let it crash"
+    assert opening("  two words") == "  two"
+    assert opening("single") is None

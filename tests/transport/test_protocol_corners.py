@@ -70,7 +70,7 @@ def transport_for(pools: PoolRegistry, sleeps: Sleeps) -> Iterator[Callable[...,
     def build(handler: Callable[[httpx.Request], Any], **kwargs: Any) -> Transport:
         client = mock_client(handler)
         clients.append(client)
-        overrides = {"max_retries": kwargs.pop("max_retries", 3)}
+        overrides = {"max_retries": kwargs.pop("max_retries", 3), **kwargs.pop("config", {})}
         config = Config(api_key=KEY, base_url=BASE, http_client=client, **overrides)
         return Transport(config, pools, sleep=sleeps, rng=random.Random(7), **kwargs)
 
@@ -200,6 +200,40 @@ async def test_timeouts_are_retried_then_raised(
     assert [m["reason"] for _, _, m in retries] == ["timeout"]
 
 
+async def test_a_deadline_cuts_each_attempt_and_stops_the_retries(
+    transport_for: Callable[..., Transport], sleeps: Sleeps
+) -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    # A deadline 3 s away: the 60 s attempt is cut to what is left, and backoff waits with it.
+    late = transport_for(hang, max_retries=50, config={"deadline": time.monotonic() + 3})
+    with pytest.raises(APITimeoutError):
+        await late.request("POST", "x", timeout=60, max_retries=2)
+    # (the fake sleeps never pass time, so the retry budget ends this one)
+    assert all(delay <= 3 for delay in sleeps.delays)
+
+    script = Script(lambda: httpx.Response(503, json={"detail": "busy"}))
+    past = transport_for(script, max_retries=50, config={"deadline": time.monotonic() - 1})
+    with pytest.raises(InternalServerError):
+        await past.request("POST", "x", timeout=60)
+    assert len(script.requests) == 1, "no retry once the deadline has passed"
+    [request] = script.requests
+    assert request.extensions["timeout"]["read"] == 1.0  # the last, short attempt
+
+
+async def test_a_connection_failing_past_the_deadline_says_so(
+    transport_for: Callable[..., Transport],
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    past = transport_for(refuse, max_retries=50, config={"deadline": time.monotonic() - 1})
+    with pytest.raises(APIConnectionError) as caught:
+        await past.request("POST", "x")
+    assert "deadline of the whole operation" in str(caught.value)
+
+
 # --- response size limit ---------------------------------------------------------------------
 
 
@@ -286,6 +320,20 @@ async def test_echoed_secrets_are_scrubbed_from_errors(
     assert "may not do this" in str(caught.value)
     assert caught.value.url == "http://mock.test/prefix/api/v1/x?api_key=***"
     assert script.requests[0].url.path == "/prefix/api/v1/x"
+
+
+async def test_echoed_header_and_proxy_credentials_are_scrubbed_from_errors(
+    transport_for: Callable[..., Transport],
+) -> None:
+    leaked = "bearer-7f3e proxy-pass-1a trace-9"
+    script = Script(httpx.Response(400, json={"detail": f"rejected: {leaked}"}))
+    config = {
+        "default_headers": {"Authorization": "Bearer bearer-7f3e", "X-Trace-Id": "trace-9"},
+        "proxy": "http://bob:proxy-pass-1a@proxy.invalid:3128",  # never used: the client is
+    }
+    with pytest.raises(BadRequestError) as caught:
+        await transport_for(script, config=config).request("POST", "x")
+    assert "rejected: *** *** trace-9" in str(caught.value)
 
 
 async def test_gzip_bodies_are_decoded_before_the_limit(

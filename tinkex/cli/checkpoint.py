@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from tinkex.errors import NotFoundError
-from tinkex.types.rest import Checkpoint, ParsedTinkerPath
+from tinkex.types.rest import MAX_TTL_SECONDS, MIN_TTL_SECONDS, Checkpoint, ParsedTinkerPath
 
 from .errors import FAILURES, CommandError, describe
 from .options import Remote, reject_group_options, remote_options
@@ -79,7 +79,7 @@ def checkpoint(
     Saving: tinkex checkpoint --base-model NAME --output FILE [--name N] [--kind both].
     """
     if ctx.invoked_subcommand is not None:
-        reject_group_options(ctx)
+        reject_group_options(ctx, "checkpoint-saving")
         return
     if base_model is None:
         raise click.UsageError("Missing option '--base-model': name the model to checkpoint")
@@ -97,15 +97,21 @@ def checkpoint(
         "train_unembed": train_unembed,
     }
     with remote.connect() as service:
-        training = remote.deadline.wait(service.create_lora_training_client(base_model, **lora))
+        training = remote.deadline.wait(
+            service.create_lora_training_client(base_model, **lora), f"a LoRA model of {base_model}"
+        )
         state = training.save_state(name) if kind != "sampler" else None
         sampler = training.save_weights_for_sampler(name) if kind != "state" else None
         metadata: dict[str, Any] = {
             "base_model": base_model,
             "training_run_id": training.model_id,
             "name": name,
-            "state_path": None if state is None else remote.deadline.wait(state).path,
-            "sampler_path": None if sampler is None else remote.deadline.wait(sampler).path,
+            "state_path": None
+            if state is None
+            else remote.deadline.wait(state, "the training state to be saved").path,
+            "sampler_path": None
+            if sampler is None
+            else remote.deadline.wait(sampler, "the sampler weights to be saved").path,
             "lora": lora,
             "saved_at": dt.datetime.now(dt.UTC).isoformat(),
         }
@@ -137,7 +143,9 @@ def list_checkpoints(remote: Remote, run_id: str | None, limit: int, offset: int
     with remote.connect() as service:
         rest = service.create_rest_client()
         if run_id is not None:
-            every = remote.deadline.wait(rest.list_checkpoints(run_id)).checkpoints
+            every = remote.deadline.wait(
+                rest.list_checkpoints(run_id), f"the checkpoints of {run_id}"
+            ).checkpoints
             end = None if limit == 0 else offset + limit
             page: Page[Checkpoint] = Page(every[offset:end], len(every))
         else:
@@ -150,6 +158,7 @@ def list_checkpoints(remote: Remote, run_id: str | None, limit: int, offset: int
                 limit=limit,
                 offset=offset,
                 deadline=remote.deadline,
+                what="the list of checkpoints",
             )
     if remote.as_json:
         shown = {"checkpoints": page.items, "total": page.total, "shown": len(page.items)}
@@ -183,9 +192,11 @@ def info(remote: Remote, tinker_path: str) -> None:
         rest = service.create_rest_client()
         weights = rest.get_weights_info_by_tinker_path(tinker_path)
         listing = rest.list_checkpoints(parsed.training_run_id)
-        weights_info = remote.deadline.wait(weights)
+        weights_info = remote.deadline.wait(weights, f"the weights info of {tinker_path}")
         try:
-            entries = remote.deadline.wait(listing).checkpoints
+            entries = remote.deadline.wait(
+                listing, f"the checkpoints of {parsed.training_run_id}"
+            ).checkpoints
         except NotFoundError:  # a published checkpoint of another owner's run
             entries = []
     found = next((c for c in entries if c.tinker_path == tinker_path), None)
@@ -239,7 +250,9 @@ def _set_public(remote: Remote, tinker_path: str, *, public: bool) -> None:
             if public
             else rest.unpublish_checkpoint_from_tinker_path
         )
-        remote.deadline.wait(change(tinker_path))
+        remote.deadline.wait(
+            change(tinker_path), f"{'publishing' if public else 'unpublishing'} {tinker_path}"
+        )
     if remote.as_json:
         echo_json({"tinker_path": tinker_path, "public": public})
     else:
@@ -249,7 +262,11 @@ def _set_public(remote: Remote, tinker_path: str, *, public: bool) -> None:
 @checkpoint.command("set-ttl")
 @click.argument("tinker_path")
 @click.option(
-    "--ttl", type=click.IntRange(min=1), metavar="SECONDS", help="Expire this long from now."
+    "--ttl",
+    type=click.IntRange(MIN_TTL_SECONDS, MAX_TTL_SECONDS),
+    metavar="SECONDS",
+    help=f"Expire this long from now: {MIN_TTL_SECONDS} (one hour) to {MAX_TTL_SECONDS} "
+    "(ten years), the service's range.",
 )
 @click.option("--remove", is_flag=True, help="Never expire.")
 @remote_options
@@ -259,7 +276,10 @@ def set_ttl(remote: Remote, tinker_path: str, ttl: int | None, remove: bool) -> 
         raise click.UsageError("pass exactly one of --ttl SECONDS or --remove")
     with remote.connect() as service:
         rest = service.create_rest_client()
-        remote.deadline.wait(rest.set_checkpoint_ttl_from_tinker_path(tinker_path, ttl))
+        remote.deadline.wait(
+            rest.set_checkpoint_ttl_from_tinker_path(tinker_path, ttl),
+            f"the new expiry of {tinker_path}",
+        )
     if remote.as_json:
         echo_json({"tinker_path": tinker_path, "ttl_seconds": ttl})
     elif ttl is None:
@@ -300,7 +320,9 @@ def delete(remote: Remote, tinker_paths: tuple[str, ...], yes: bool) -> None:
         rest = service.create_rest_client()
         for path in tinker_paths:
             try:
-                remote.deadline.wait(rest.delete_checkpoint_from_tinker_path(path))
+                remote.deadline.wait(
+                    rest.delete_checkpoint_from_tinker_path(path), f"deleting {path}"
+                )
             except FAILURES as exc:  # reported with the others; the rest go on
                 failed.append({"tinker_path": path, "error": describe(exc)})
                 click.echo(f"failed to delete {path}: {describe(exc)}", err=True)
@@ -332,7 +354,8 @@ def download(remote: Remote, tinker_path: str, output: Path, force: bool) -> Non
         rest = service.create_rest_client()
         try:
             target = remote.deadline.wait(
-                rest.download_checkpoint(tinker_path, output, force=force, progress=received)
+                rest.download_checkpoint(tinker_path, output, force=force, progress=received),
+                f"the download of {tinker_path}",
             )
         except FileExistsError as exc:
             raise CommandError(

@@ -25,6 +25,7 @@ tokenizing the whole text.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,16 @@ class Example:
                 return "".join(prefix) or None
             prefix.append(segment.text)
         return None
+
+    def opening(self, words: int) -> str | None:
+        """The example's first ``words`` words (fewer in a short text, so that at least one
+        is left to complete), or ``None`` for a single word: a sampling prompt for data
+        without prompts, such as ``{"text"}`` rows."""
+        text = "".join(segment.text for segment in self.segments)
+        word_ends = [word.end() for word in re.finditer(r"\S+", text)]
+        if len(word_ends) < 2:
+            return None
+        return text[: word_ends[min(words, len(word_ends) - 1) - 1]]
 
 
 def load_examples(path: Path) -> list[Example]:

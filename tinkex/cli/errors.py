@@ -6,10 +6,11 @@ itself is wrong (click's usage errors: an unknown or missing option); ``130`` ``
 train`` was interrupted by Ctrl-C after saving a checkpoint.
 
 Failures the user can fix are reported as ``error: ...``; those that retrying may cure
-(HTTP 5xx, dropped connections, timeouts, requests the server failed on its side) as
-``error (server or transient; retrying may help): ...``. Every API key the command was given
-is scrubbed from the message, whatever produced it. Anything else is a bug in tinkex and
-keeps its traceback.
+(HTTP 5xx, dropped connections, HTTP timeouts, requests the server failed on its side) as
+``error (server or transient; retrying may help): ...``; ``--timeout`` running out reads
+``error: --timeout N s ran out while waiting for ...`` (see :mod:`tinkex.cli.deadline`).
+Every API key the command was given is scrubbed from the message, whatever produced it.
+Anything else is a bug in tinkex and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from typing import IO, Any
 import click
 
 from tinkex.config import ENV_VARS
-from tinkex.errors import (
-    APIConnectionError,
-    APIStatusError,
-    FutureTimeoutError,
-    RequestFailedError,
-    TinkexError,
-)
+from tinkex.errors import APIConnectionError, APIStatusError, RequestFailedError, TinkexError
 
-from .options import SECRETS_KEY
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "FAILURES",
+    "SECRETS_KEY",
+    "CommandError",
+    "TinkexGroup",
+    "describe",
+]
 
-__all__ = ["EXIT_INTERRUPTED", "FAILURES", "CommandError", "TinkexGroup", "describe"]
+SECRETS_KEY = "tinkex.cli.secrets"
+"""``click.Context.meta`` key under which the API keys a command was given are kept, so
+that error reports can scrub them."""
 
 EXIT_INTERRUPTED = 130
 """``tinkex train`` stopped by Ctrl-C after saving a checkpoint (128 + SIGINT, as shells do)."""
@@ -60,15 +64,13 @@ def is_transient(error: BaseException) -> bool:
         return error.status_code >= 500 or error.status_code == 429
     if isinstance(error, RequestFailedError):
         return error.category != "user"
-    return isinstance(error, APIConnectionError | FutureTimeoutError)
+    return isinstance(error, APIConnectionError)
 
 
 def describe(error: BaseException) -> str:
     """The user-facing text of ``error``, with the command's API keys scrubbed out."""
     if isinstance(error, OSError) and error.strerror and error.filename is not None:
         text = f"{error.strerror}: {error.filename}"
-    elif isinstance(error, FutureTimeoutError):
-        text = f"{error} (raise --timeout to wait longer)"
     else:
         text = str(error) or type(error).__name__
     return scrub(text)

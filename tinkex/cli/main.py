@@ -10,10 +10,11 @@ from .run import run
 from .serve import serve
 from .session import session
 from .train import train
-from .version import version
+from .version import version, version_option
 
 
 @click.group(cls=TinkexGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@version_option
 def cli() -> None:
     """tinkex: train and sample LLMs through the Tinker API, or serve it locally.
 

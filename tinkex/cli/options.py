@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,11 +24,13 @@ import click
 from tinkex import telemetry
 from tinkex.backend import open_service, wants_local_backend
 from tinkex.clients import ServiceClient
-from tinkex.futures import APIFuture
+from tinkex.errors import TinkexError
+
+from .deadline import Deadline
+from .errors import SECRETS_KEY
 
 __all__ = [
     "LOG_LEVELS",
-    "Deadline",
     "OutputFormat",
     "Remote",
     "access_scope_option",
@@ -40,9 +41,6 @@ __all__ = [
 
 T = TypeVar("T")
 OutputFormat = Literal["table", "json"]
-SECRETS_KEY = "tinkex.cli.secrets"
-"""``click.Context.meta`` key under which the API keys a command was given are kept, so
-that error reports can scrub them (see :mod:`tinkex.cli.errors`)."""
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -54,25 +52,6 @@ def default_data_dir() -> Path:
     sampled or listed by the next command.
     """
     return Path.home() / ".tinkex" / "local"
-
-
-class Deadline:
-    """The ``--timeout`` budget of a whole command, shared by every wait in it."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self._end = None if seconds is None else time.monotonic() + seconds
-
-    def remaining(self) -> float | None:
-        """Seconds left (never negative), or ``None`` without a limit."""
-        return None if self._end is None else max(0.0, self._end - time.monotonic())
-
-    def wait(self, future: APIFuture[T]) -> T:
-        """``future``'s result, waiting at most for what is left of the budget.
-
-        Raises :class:`~tinkex.errors.FutureTimeoutError` once the budget is spent.
-        """
-        return future.result(timeout=self.remaining())
 
 
 @dataclass(frozen=True)
@@ -111,18 +90,33 @@ class Remote:
 
     @contextmanager
     def connect(self) -> Iterator[ServiceClient]:
-        """A :class:`ServiceClient` for the chosen backend; the session finishes at exit."""
+        """A :class:`ServiceClient` for the chosen backend; the session finishes at exit.
+
+        Its config carries the ``--timeout`` deadline, so that the HTTP layer's retries
+        (opening the session against a server that is down, say) stop there too; an error
+        they end with is reported as ``--timeout`` running out.
+        """
         local = self.uses_local_backend()
-        config: dict[str, Any] = {"api_key": self.api_key, "base_url": self.base_url}
+        config: dict[str, Any] = {
+            "api_key": self.api_key,
+            "base_url": self.base_url,
+            "deadline": self.deadline.end,
+        }
         if self.http_timeout is not None:
             config["timeout"] = self.http_timeout
-        with open_service(
-            local=local,
-            data_dir=(self.data_dir or default_data_dir()) if local else None,
-            announce=lambda message: click.echo(f"tinkex: {message}", err=True),
-            **config,
-        ) as service:
-            yield service
+        try:
+            with open_service(
+                local=local,
+                data_dir=(self.data_dir or default_data_dir()) if local else None,
+                announce=lambda message: click.echo(f"tinkex: {message}", err=True),
+                **config,
+            ) as service:
+                yield service
+        except TinkexError as exc:
+            explained = self.deadline.explain(exc)
+            if explained is None:
+                raise
+            raise explained from None
 
 
 def _check_remote(**values: Any) -> Remote:
@@ -275,21 +269,47 @@ def remote_options(command: Callable[..., T]) -> Callable[..., T]:
     return decorated
 
 
-def reject_group_options(ctx: click.Context) -> None:
+_SHARED_NAMES = frozenset(
+    {
+        "api_key",
+        "base_url",
+        "local",
+        "data_dir",
+        "timeout",
+        "http_timeout",
+        "output_format",
+        "as_json",
+        "log_level",
+    }
+)
+"""The parameter names of :data:`_OPTIONS`: every subcommand takes these too."""
+
+
+def reject_group_options(ctx: click.Context, purpose: str) -> None:
     """Refuse options given to a group that is also a command, when a subcommand runs.
 
     ``tinkex run`` and ``tinkex checkpoint`` do something themselves when called without a
-    subcommand; their own options mean nothing to ``run list`` or ``checkpoint delete``,
-    and silently dropping them would hide a mistake.
+    subcommand; their own (``purpose``) options mean nothing to ``run list`` or
+    ``checkpoint delete``, and silently dropping them would hide a mistake. The shared
+    options belong after the subcommand, which takes them too.
     """
     given = [
-        param.opts[0]
+        param
         for param in ctx.command.params
         if param.name is not None
         and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE
     ]
-    if given:
+    subcommand = f"`{ctx.command_path} {ctx.invoked_subcommand}`"
+    own = [param.opts[0] for param in given if param.name not in _SHARED_NAMES]
+    if own:
+        one = len(own) == 1
         raise click.UsageError(
-            f"{', '.join(given)} must follow the subcommand (`{ctx.command_path} "
-            f"{ctx.invoked_subcommand} {given[0]} ...`), or be used without a subcommand"
+            f"{' and '.join(own)} {'is a' if one else 'are'} {purpose} option{'' if one else 's'}"
+            f"; {'it' if one else 'they'} cannot be used with {subcommand}"
+        )
+    if given:
+        shared = [param.opts[0] for param in given]
+        raise click.UsageError(
+            f"{' and '.join(shared)} must follow the subcommand: `{ctx.command_path} "
+            f"{ctx.invoked_subcommand} {shared[0]} ...`"
         )

@@ -14,7 +14,7 @@ import click
 
 from tinkex.futures import APIFuture
 
-from .options import Deadline
+from .deadline import Deadline
 
 __all__ = ["PAGE_SIZE", "Page", "collect", "page_options"]
 
@@ -51,17 +51,18 @@ def collect(
     limit: int,
     offset: int,
     deadline: Deadline,
+    what: str,
 ) -> Page[T]:
     """Up to ``limit`` items (``0``: all) from ``offset`` on.
 
     ``fetch(limit, offset)`` asks for one page; ``unpack`` splits its answer into the items
-    and the server's total count.
+    and the server's total count. ``what`` names the list for a ``--timeout`` error.
     """
     items: list[T] = []
     total: int | None = None
     while limit == 0 or len(items) < limit:
         want = PAGE_SIZE if limit == 0 else min(PAGE_SIZE, limit - len(items))
-        page, total = unpack(deadline.wait(fetch(want, offset + len(items))))
+        page, total = unpack(deadline.wait(fetch(want, offset + len(items)), what))
         items += page
         if len(page) < want or (total is not None and offset + len(items) >= total):
             break

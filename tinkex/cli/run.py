@@ -108,7 +108,7 @@ def run(
     samples go to stdout (or --output); with --json the server's answer as JSON, nothing else.
     """
     if ctx.invoked_subcommand is not None:
-        reject_group_options(ctx)
+        reject_group_options(ctx, "sampling")
         return
     if (base_model is None) == (model_path is None):
         raise click.UsageError(
@@ -171,6 +171,7 @@ def list_runs(remote: Remote, limit: int, offset: int, access_scope: AccessScope
             limit=limit,
             offset=offset,
             deadline=remote.deadline,
+            what="the list of training runs",
         )
     if remote.as_json:
         echo_json({"training_runs": page.items, "total": page.total, "shown": len(page.items)})
@@ -200,7 +201,9 @@ def run_info(remote: Remote, run_id: str, access_scope: AccessScope) -> None:
     """Show one training run."""
     with remote.connect() as service:
         rest = service.create_rest_client()
-        training_run = remote.deadline.wait(rest.get_training_run(run_id, access_scope))
+        training_run = remote.deadline.wait(
+            rest.get_training_run(run_id, access_scope), f"the training run {run_id}"
+        )
     if remote.as_json:
         echo_json(training_run)
         return

@@ -32,6 +32,8 @@ class RunDirectory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._created: list[Path] = []
+        """The directories :meth:`prepare` created, deepest first."""
 
     @property
     def metrics(self) -> Path:
@@ -55,12 +57,24 @@ class RunDirectory:
         Raises:
             FileExistsError: ``metrics.jsonl`` exists and this is not a resumed run.
         """
+        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
         self.path.mkdir(parents=True, exist_ok=True)
+        self._created = missing
         if not resuming and self.metrics.exists():
             raise FileExistsError(
                 f"{self.path} already holds a training run ({METRICS}); pass another "
                 "--output, or --resume a checkpoint of that run to continue it there"
             )
+
+    def discard_if_unused(self) -> None:
+        """Remove the directories :meth:`prepare` created that are still empty (a run that
+        failed before it wrote anything leaves no trace)."""
+        for directory in self._created:
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (or gone): it and its parents stay
+                return
+        self._created = []
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with self.metrics.open("a", encoding="utf-8") as out:

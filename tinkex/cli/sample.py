@@ -9,7 +9,7 @@ from tinkex.clients import SamplingClient, ServiceClient
 from tinkex.tokenizers import Tokenizer
 from tinkex.types import ModelInput, SampleResponse, SamplingParams
 
-from .options import Deadline
+from .deadline import Deadline
 from .output import json_text
 
 __all__ = ["SampleJob", "Sampled", "render_json", "render_text"]
@@ -31,7 +31,8 @@ class SampleJob:
     def run(self, service: ServiceClient, deadline: Deadline) -> Sampled:
         """Create the sampler and sample (tokenizing a text prompt on the way)."""
         sampler = deadline.wait(
-            service.create_sampling_client(model_path=self.model_path, base_model=self.base_model)
+            service.create_sampling_client(model_path=self.model_path, base_model=self.base_model),
+            f"a sampler of {self.model_path or self.base_model}",
         )
         ids = (
             self.tokenizer(sampler).encode(self.prompt)
@@ -45,7 +46,8 @@ class SampleJob:
                 self.params,
                 include_prompt_logprobs=self.prompt_logprobs or self.topk_prompt_logprobs > 0,
                 topk_prompt_logprobs=self.topk_prompt_logprobs,
-            )
+            ),
+            "the samples",
         )
         return Sampled(response, ids, sampler)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .errors import CommandError
 from .options import LOG_LEVELS, default_data_dir
 
 
@@ -91,6 +92,6 @@ def serve(
         server.serve_forever(on_ready=announce)
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it already handled by shutting down cleanly
-    except OSError as exc:
-        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # "cannot listen on HOST:PORT: Address already in use; ..."
+        raise CommandError(str(exc)) from None
     click.echo("tinkex serve: stopped", err=True)

@@ -31,6 +31,7 @@ def list_sessions(remote: Remote, limit: int, offset: int) -> None:
             limit=limit,
             offset=offset,
             deadline=remote.deadline,
+            what="the list of sessions",
         )
     if remote.as_json:
         echo_json({"sessions": page.items, "shown": len(page.items)})
@@ -46,7 +47,9 @@ def session_info(remote: Remote, session_id: str, access_scope: AccessScope) -> 
     """Show the training runs and samplers a session created."""
     with remote.connect() as service:
         rest = service.create_rest_client()
-        answer = remote.deadline.wait(rest.get_session(session_id, access_scope))
+        answer = remote.deadline.wait(
+            rest.get_session(session_id, access_scope), f"the session {session_id}"
+        )
     if remote.as_json:
         echo_json({"session_id": session_id, **answer.model_dump(mode="json")})
         return

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import click
 
+from tinkex.types.rest import ParsedTinkerPath
+
+from .command_line import continue_command
 from .dataset import Example, load_examples
-from .errors import EXIT_INTERRUPTED
+from .errors import EXIT_INTERRUPTED, CommandError
 from .interrupt import stop_requests
 from .options import Remote, remote_options
 from .output import echo_json
@@ -29,6 +32,8 @@ BUNDLED_DATA = "opposites.jsonl"
 """The dataset ``tinkex train`` uses without ``--data``: in ``tinkex/cli/data/``."""
 DEFAULT_STEPS = 100
 SAMPLE_PROMPTS_FROM_DATA = 3
+OPENING_WORDS = 3
+"""Data without prompts (``{"text"}`` rows) is sampled from the first words of its texts."""
 
 
 @click.command()
@@ -72,7 +77,8 @@ SAMPLE_PROMPTS_FROM_DATA = 3
     multiple=True,
     metavar="TEXT",
     help="Sample from the trained model for this prompt at the end (repeatable; default: "
-    f"the prompts of the first {SAMPLE_PROMPTS_FROM_DATA} examples that have one).",
+    f"the prompts of the first {SAMPLE_PROMPTS_FROM_DATA} examples that have one, or the "
+    f"first {OPENING_WORDS} words of the first texts of data without prompts).",
 )
 @click.option("--sample-max-tokens", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option(
@@ -136,8 +142,17 @@ def train(
                 f"local backend defaults to {BUILTIN_MODEL})"
             )
         base_model = BUILTIN_MODEL
+    if resume:
+        _check_resume(resume)
     examples = _examples(data)
     schedule = BatchSchedule(len(examples), batch_size, seed)
+    sample_prompts = sample_prompts or _prompts_of(examples)
+    if not sample_prompts:
+        click.echo(
+            "tinkex: no sample prompts in the data (no prompts, and no text of two words or "
+            "more), so no samples will be printed at the end; pass --sample-prompt TEXT",
+            err=True,
+        )
     run_dir = RunDirectory(output or _default_output())
     run_dir.prepare(resuming=resume is not None)
     plan = TrainPlan(
@@ -149,7 +164,7 @@ def train(
         rank=rank,
         seed=seed,
         save_every=save_every,
-        sample_prompts=sample_prompts or _prompts_of(examples),
+        sample_prompts=sample_prompts,
         sample_max_tokens=sample_max_tokens,
         output=run_dir,
         resume=resume,
@@ -157,16 +172,37 @@ def train(
         eos_token=eos_token,
     )
     progress = StepProgress(plan.steps)
-    with remote.connect() as service, stop_requests() as stop:
-        try:
-            outcome = Trainer(plan, service, remote.deadline, progress).run(stop)
-        finally:
-            progress.end()
-        if outcome.interrupted:
-            service.close("interrupted", "Ctrl-C").result()
+    try:
+        with remote.connect() as service, stop_requests() as stop:
+            try:
+                outcome = Trainer(plan, service, remote.deadline, progress).run(stop)
+            finally:
+                progress.end()
+            if outcome.interrupted:
+                service.close("interrupted", "Ctrl-C").result()
+    except BaseException:
+        run_dir.discard_if_unused()
+        raise
     _report(outcome, run_dir, remote)
     if outcome.interrupted:
+        click.echo(
+            f"tinkex: interrupted after step {outcome.step}; continue with: "
+            + continue_command(ctx, str(outcome.state_path), run_dir.path),
+            err=True,
+        )
         ctx.exit(EXIT_INTERRUPTED)
+
+
+def _check_resume(path: str) -> None:
+    """Refuse a ``--resume`` path that is malformed or holds no training state."""
+    parsed = ParsedTinkerPath.parse(path)
+    if parsed.checkpoint_type != "training":
+        raise CommandError(
+            f"--resume {path} holds {parsed.checkpoint_type} weights, without the optimizer "
+            "state; resuming needs a training-state checkpoint, "
+            f"tinker://{parsed.training_run_id}/weights/<name> (the state_path and "
+            "checkpoints of the run's checkpoints.json)"
+        )
 
 
 def _examples(data: Path | None) -> list[Example]:
@@ -177,7 +213,11 @@ def _examples(data: Path | None) -> list[Example]:
 
 
 def _prompts_of(examples: list[Example]) -> tuple[str, ...]:
+    """The prompts of the first examples that have one; without any, the openings of the
+    first texts (what a model trained on them should go on with)."""
     prompts = [e.prompt for e in examples if e.prompt is not None]
+    if not prompts:
+        prompts = [p for e in examples if (p := e.opening(OPENING_WORDS)) is not None]
     return tuple(prompts[:SAMPLE_PROMPTS_FROM_DATA])
 
 
@@ -189,14 +229,7 @@ def _report(outcome: TrainOutcome, run_dir: RunDirectory, remote: Remote) -> Non
     if remote.as_json:
         echo_json({**outcome.summary(), "output": str(run_dir.path), "samples": outcome.samples})
         return
-    if outcome.interrupted:
-        click.echo(
-            f"tinkex: interrupted after step {outcome.step}; continue with: tinkex train "
-            f"--resume {outcome.state_path} --output {run_dir.path} (and the same data and "
-            "options)",
-            err=True,
-        )
-    else:
+    if not outcome.interrupted:
         trained = outcome.step - outcome.first_step
         loss = (
             f": loss {outcome.first_loss:.4f} -> {outcome.last_loss:.4f}"

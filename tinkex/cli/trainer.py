@@ -25,7 +25,7 @@ from tinkex.types import AdamParams, Datum, ModelInput, SamplingParams
 from tinkex.types.rest import CheckpointsListResponse, ParsedTinkerPath
 
 from .dataset import Example, render
-from .options import Deadline
+from .deadline import Deadline
 from .progress import StepProgress
 from .run_dir import RunDirectory
 
@@ -130,13 +130,19 @@ class Trainer:
     def run(self, stop: threading.Event) -> TrainOutcome:
         """Train until the last step, or until ``stop`` is set (then save and return)."""
         plan = self.plan
-        start = self._resumed_step(plan.resume) if plan.resume else 0
-        if start >= plan.steps:
+        saved_step = self._saved_step(plan.resume) if plan.resume else 0
+        if saved_step is not None and saved_step >= plan.steps:
             raise ValueError(
-                f"{plan.resume} was saved after step {start}, and --steps is {plan.steps}: "
-                f"nothing left to train; pass --steps above {start}"
+                f"{plan.resume} was saved after step {saved_step}, and --steps is {plan.steps}: "
+                f"nothing left to train; pass --steps above {saved_step}"
             )
         training = self._training_client()
+        if saved_step is None:  # said only now: a checkpoint that failed to load has no step
+            self.progress.note(
+                f"tinkex: cannot tell which step {plan.resume} was saved after (its metadata "
+                f"has no {STEP_KEY}: it was not saved by tinkex train); counting steps from 0"
+            )
+        start = saved_step or 0
         tokenizer = training.get_tokenizer(
             **({"tokenizer_id": plan.tokenizer_id} if plan.tokenizer_id else {})
         )
@@ -175,31 +181,33 @@ class Trainer:
             future = self.service.create_training_client_from_state_with_optimizer(
                 plan.resume, base_model=plan.base_model
             )
+            what = f"the checkpoint {plan.resume} to be loaded"
         else:
             assert plan.base_model is not None, "train.py requires a base model without resume"
             future = self.service.create_lora_training_client(
                 plan.base_model, rank=plan.rank, seed=plan.seed
             )
-        return self.deadline.wait(future)
+            what = f"a LoRA model of {plan.base_model}"
+        return self.deadline.wait(future, what)
 
-    def _resumed_step(self, path: str) -> int:
-        """The step the checkpoint at ``path`` was saved after (its ``user_metadata``)."""
-        parsed = ParsedTinkerPath.parse(path)
+    def _saved_step(self, path: str) -> int | None:
+        """The step the checkpoint at ``path`` was saved after (its ``user_metadata``), or
+        ``None`` when the server lists no such step (a checkpoint of another owner's run, of
+        another tool, or none at all: loading it will tell)."""
+        run_id = ParsedTinkerPath.parse(path).training_run_id
         rest = self.service.create_rest_client()
         try:
-            listing = self.deadline.wait(rest.list_checkpoints(parsed.training_run_id))
-        except NotFoundError:  # a published checkpoint of another owner's run
+            listing = self.deadline.wait(
+                rest.list_checkpoints(run_id), f"the checkpoints of {run_id}"
+            )
+        except NotFoundError:  # a published checkpoint of another owner's run, or no run
             listing = CheckpointsListResponse(checkpoints=[])
         for checkpoint in listing.checkpoints:
             if checkpoint.tinker_path == path:
                 step = str((checkpoint.user_metadata or {}).get(STEP_KEY, ""))
                 if step.isdigit():
                     return int(step)
-        self.progress.note(
-            f"tinkex: cannot tell which step {path} was saved after (its metadata has no "
-            f"{STEP_KEY}: it was not saved by tinkex train); counting steps from 0"
-        )
-        return 0
+        return None
 
     def _eos_ids(self, tokenizer: Tokenizer) -> list[int]:
         text = self.plan.eos_token
@@ -243,8 +251,8 @@ class Trainer:
             chosen = schedule.indices(step)
             fwdbwd = training.forward_backward([datums[i] for i in chosen], "cross_entropy")
             optim = training.optim_step(adam)
-            output = self.deadline.wait(fwdbwd)
-            optim_metrics = self.deadline.wait(optim).metrics or {}
+            output = self.deadline.wait(fwdbwd, f"forward_backward of step {step}")
+            optim_metrics = self.deadline.wait(optim, f"optim_step of step {step}").metrics or {}
             tokens = sum(sizes[i][0] for i in chosen)
             trained = sum(sizes[i][1] for i in chosen)
             loss = output.metrics["loss:sum"] / max(trained, 1.0)
@@ -278,13 +286,17 @@ class Trainer:
     def _save_state(self, training: TrainingClient, outcome: TrainOutcome) -> str:
         step = outcome.step
         saved = self.deadline.wait(
-            training.save_state(_name(step), user_metadata={STEP_KEY: str(step)})
+            training.save_state(_name(step), user_metadata={STEP_KEY: str(step)}),
+            f"the checkpoint of step {step} to be saved",
         )
         outcome.checkpoints.append({"step": step, "path": saved.path})
         return saved.path
 
     def _save_sampler(self, training: TrainingClient, step: int) -> str:
-        saved = self.deadline.wait(training.save_weights_for_sampler(_name(step)))
+        saved = self.deadline.wait(
+            training.save_weights_for_sampler(_name(step)),
+            f"the sampler weights of step {step} to be saved",
+        )
         if saved.path is None:
             raise ValueError("the server saved the sampler weights but returned no path")
         return saved.path
@@ -294,7 +306,8 @@ class Trainer:
         if not prompts:
             return []
         sampler: SamplingClient = self.deadline.wait(
-            self.service.create_sampling_client(model_path=sampler_path)
+            self.service.create_sampling_client(model_path=sampler_path),
+            f"a sampler of {sampler_path}",
         )
         params = SamplingParams(max_tokens=self.plan.sample_max_tokens, temperature=0.0)
         futures = [
@@ -303,7 +316,7 @@ class Trainer:
         ]
         samples = []
         for prompt, future in zip(prompts, futures, strict=True):
-            tokens = self.deadline.wait(future).sequences[0].tokens
+            tokens = self.deadline.wait(future, f"the sample for {prompt!r}").sequences[0].tokens
             completion = tokenizer.decode(tokens, skip_special_tokens=True)
             samples.append({"prompt": prompt, "completion": completion})
         return samples

@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -63,6 +64,10 @@ log = logging.getLogger("tinkex.transport")
 
 Sleep = Callable[[float], Awaitable[object]]
 
+LATE_ATTEMPT_SECONDS: Final = 1.0
+"""The shortest timeout an attempt gets under a ``Config.deadline``: a call ends at most
+this long after the deadline."""
+
 _MAX_PREVIEW: Final = 200
 _MAX_DEPRECATION_NOTES: Final = 1000
 _deprecations_seen: set[tuple[str, str]] = set()
@@ -100,9 +105,7 @@ class Transport:
         self._sleep: Sleep = sleep or asyncio.sleep
         self.max_response_bytes = max_response_bytes
         self._shown_base_url = redact_url(config.base_url)
-        self._secrets = tuple(
-            s for s in (config.api_key, config.cf_access_client_secret) if s is not None
-        )
+        self._secrets = config.secrets
 
     @property
     def config(self) -> Config:
@@ -138,7 +141,9 @@ class Transport:
         The response body is fully read (within ``max_response_bytes``). ``json`` (any
         JSON-able value or a pydantic model, dumped without ``None`` fields) and ``content``
         (raw bytes, e.g. protobuf, with ``content_type``) are mutually exclusive. ``timeout``
-        (seconds per attempt) and ``max_retries`` default to the config's; ``sdk_method``
+        (seconds per attempt) and ``max_retries`` default to the config's, and
+        ``Config.deadline`` cuts both short (retries stop at it, and no attempt's timeout
+        reaches beyond it by more than :data:`LATE_ATTEMPT_SECONDS`); ``sdk_method``
         (e.g. ``"TrainingClient.forward_backward"``) adds ``x-sdk-version``/``x-sdk-method``.
         ``params`` become the query string. ``follow_redirects=False`` returns a redirect as
         the answer (``None``: the HTTP client's own setting, which follows them).
@@ -162,10 +167,9 @@ class Transport:
             try:
                 response = await self._attempt(call, request, info, attempt)
             except APIConnectionError as exc:
-                if not can_retry:
-                    raise self._exhausted(exc, info, attempt) from exc.__cause__
                 reason = "timeout" if isinstance(exc, APITimeoutError) else "connection"
-                await self._wait(attempt, reason, info, None, exc.message)
+                if not (can_retry and await self._wait(attempt, reason, info, None, exc.message)):
+                    raise self._exhausted(exc, info, attempt, deadline=can_retry) from exc.__cause__
                 attempt += 1
                 continue
 
@@ -173,8 +177,11 @@ class Transport:
             if status < 400:
                 return response
             if status == 400 and _is_bodyless(response):
-                if can_retry and retry_hint(response.headers) is not False:
-                    await self._wait(attempt, "empty_400", info, response, "HTTP 400, no body")
+                if (
+                    can_retry
+                    and retry_hint(response.headers) is not False
+                    and await self._wait(attempt, "empty_400", info, response, "HTTP 400, no body")
+                ):
                     attempt += 1
                     continue
                 raise APIConnectionError(
@@ -183,8 +190,11 @@ class Transport:
                     "check the network, proxy settings and base_url",
                     info,
                 )
-            if can_retry and should_retry_status(status, response.headers):
-                await self._wait(attempt, "status", info, response, f"HTTP {status}")
+            if (
+                can_retry
+                and should_retry_status(status, response.headers)
+                and await self._wait(attempt, "status", info, response, f"HTTP {status}")
+            ):
                 attempt += 1
                 continue
             raise self.status_error(response)
@@ -219,7 +229,7 @@ class Transport:
         try:
             return await self._attempt(call, request, info, 0)
         except APIConnectionError as exc:
-            raise self._exhausted(exc, info, 0) from exc.__cause__
+            raise self._exhausted(exc, info, 0, deadline=False) from exc.__cause__
 
     async def request_json(
         self,
@@ -325,7 +335,7 @@ class Transport:
                 params=call.params,
                 content=call.body,
                 headers=request_headers,
-                timeout=call.http_timeout,
+                timeout=self._attempt_timeout(call),
             )
         except httpx.InvalidURL as exc:
             raise APIError(
@@ -370,8 +380,9 @@ class Transport:
             finally:
                 await response.aclose()
         except httpx.TimeoutException as exc:
+            seconds = request.extensions.get("timeout", {}).get("read") or call.timeout
             raise APITimeoutError(
-                f"{info} timed out after {call.timeout:g} s ({type(exc).__name__})", info
+                f"{info} timed out after {seconds:g} s ({type(exc).__name__})", info
             ) from exc
         except httpx.HTTPError as exc:
             raise APIConnectionError(f"{info} failed: {_describe_httpx(exc)}", info) from exc
@@ -413,10 +424,17 @@ class Transport:
         info: RequestInfo,
         response: httpx.Response | None,
         error: str,
-    ) -> None:
+    ) -> bool:
+        """Wait before the next attempt, at most until ``Config.deadline``; ``False`` (no
+        retry) once the deadline has passed."""
         delay = self.retry_policy.delay(
             attempt, self._rng, None if response is None else response.headers
         )
+        left = self._time_left()
+        if left is not None:
+            if left <= 0:
+                return False
+            delay = min(delay, left)
         next_attempt = attempt + 1
         telemetry.execute(
             RETRY_ATTEMPT_EVENT,
@@ -433,8 +451,33 @@ class Transport:
         )
         log.info("Retrying %s in %.3f s (retry %d, %s)", info, delay, next_attempt, error)
         await self._sleep(delay)
+        return True
 
-    def _exhausted(self, exc: APIConnectionError, info: RequestInfo, attempt: int) -> APIError:
+    def _time_left(self) -> float | None:
+        """Seconds until ``Config.deadline`` (negative once past it), ``None`` without one."""
+        deadline = self._config.deadline
+        return None if deadline is None else deadline - time.monotonic()
+
+    def _attempt_timeout(self, call: _Call) -> httpx.Timeout:
+        """The call's timeout, cut to the time left before ``Config.deadline`` but never
+        below :data:`LATE_ATTEMPT_SECONDS` (so that a call made at or after the deadline, such
+        as finishing the session, still gets one short attempt)."""
+        left = self._time_left()
+        seconds = None if left is None else max(left, LATE_ATTEMPT_SECONDS)
+        if seconds is None or seconds >= call.timeout:
+            return call.http_timeout
+        return httpx.Timeout(seconds, connect=min(self._pools.connect_timeout, seconds))
+
+    def _exhausted(
+        self, exc: APIConnectionError, info: RequestInfo, attempt: int, *, deadline: bool
+    ) -> APIError:
+        """The error of a call given up on: retries exhausted, or (``deadline``) no time left."""
+        if deadline:
+            return APITimeoutError(
+                f"{exc.message}{_attempts(attempt)}, the last one at the deadline of the whole "
+                "operation",
+                info,
+            )
         where = f"could not reach {self._shown_base_url}"
         advice = "check base_url (or TINKER_BASE_URL), the network, and that the server is running"
         if isinstance(exc, APITimeoutError):
