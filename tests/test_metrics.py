@@ -244,20 +244,27 @@ def test_retries_and_futures_are_counted(serve: Callable[..., Any], counted: Met
     assert timing is not None and timing["count"] == 3
 
 
-def test_a_failed_request_is_counted_with_status_error() -> None:
-    registry = Metrics()
-    registry.handle(
-        "tinkex.http.request.exception",
-        {"duration": 2_000_000},
-        {"method": "POST", "path": "/api/v1/asample", "reason": OSError("reset")},
-    )
-    assert registry.snapshot()["counters"] == {
-        "http.requests{endpoint=asample,method=POST,status=error}": 1
-    }
-    timing = registry.histogram(
-        "http.request.duration_ms", method="POST", endpoint="asample", status="error"
-    )
-    assert timing is not None and timing["max"] == 2.0
+def test_a_request_that_got_no_answer_is_counted_with_status_error(
+    serve: Callable[..., Any], counted: Metrics
+) -> None:
+    server = serve("submit_drop_rate=0.5,seed=2")  # accepted, then the connection drops
+    with tinkex.ServiceClient(base_url=server.url, api_key=new_key()) as service:
+        training = service.create_lora_training_client(BASE_MODEL, rank=4).result(timeout=60)
+        for _ in range(3):
+            training.forward_backward([datum("drop me")], "cross_entropy").result(timeout=60)
+
+    dropped = server.service.faults.injected["submit_drop_rate"]
+    assert dropped > 0, "the seed should drop some answers"
+    # Each dropped answer is one tinkex.http.request.exception, then a retry that succeeds.
+    assert counted.counter("http.requests", status="error") == dropped
+    assert counted.counter("retries", layer="http", reason="connection") == dropped
+    timed = [
+        timing
+        for series, timing in counted.snapshot()["histograms"].items()
+        if series.startswith("http.request.duration_ms{") and "status=error" in series
+    ]
+    assert sum(timing["count"] for timing in timed) == dropped
+    assert all(timing["min"] > 0 for timing in timed)
 
 
 @pytest.mark.parametrize("duration", [None, "fast", math.nan, -5, True])

@@ -31,6 +31,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -63,6 +64,7 @@ __all__ = [
     "detach",
     "execute",
     "list_handlers",
+    "looks_secret",
     "span",
 ]
 
@@ -123,7 +125,14 @@ DEFAULT_LOG_EVENTS: Final[tuple[str, ...]] = (
 logger = logging.getLogger("tinkex.telemetry")
 
 _NO_CONFIG: Final = object()
-_SECRET_MARKERS: Final = ("key", "token", "secret", "authorization", "password", "cookie")
+_SECRET_WORDS: Final = frozenset(
+    {"secret", "password", "passwd", "authorization", "cookie", "credential", "credentials"}
+)
+"""Words that make a key secret wherever they stand in it (``client_secret``, ``password``)."""
+_SECRET_LAST_WORDS: Final = frozenset({"key", "token", "apikey"})
+"""Words that make a key secret only as its last word (``api_key``, ``access_token``,
+``token``), because ML data is full of ``token_count``, ``num_tokens`` and ``key_dim``."""
+_WORD_BOUNDARY: Final = re.compile(r"[^0-9a-zA-Z]+|(?<=[a-z0-9])(?=[A-Z])")
 _MASK: Final = "***"
 _MAX_LOGGED_VALUE: Final = 200
 
@@ -407,9 +416,9 @@ def attach_logger(
 ) -> str:
     """Log every event in ``events`` at ``level``; returns the handler id for :func:`detach`.
 
-    Each record reads ``<event> duration=1.234ms key=value ...``. Metadata whose key looks
-    like a secret (contains ``key``, ``token``, ``secret``, ``authorization``, ``password`` or
-    ``cookie``, at any nesting depth of dicts) is masked, and long values are truncated.
+    Each record reads ``<event> duration=1.234ms key=value ...``. Metadata whose key names a
+    secret (:func:`looks_secret`, at any nesting depth of dicts) is masked, and long values
+    are truncated.
     Secrets hidden inside other objects' reprs cannot be detected: emit plain values.
     """
     target = logger if log is None else log
@@ -440,18 +449,23 @@ def _format_measurement(key: str, value: Any) -> str:
 
 def _masked(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        key: _MASK
-        if _looks_secret(key)
-        else _masked(value)
-        if isinstance(value, Mapping)
-        else value
+        key: _MASK if looks_secret(key) else _masked(value) if isinstance(value, Mapping) else value
         for key, value in metadata.items()
     }
 
 
-def _looks_secret(key: object) -> bool:
-    lowered = str(key).lower()
-    return any(marker in lowered for marker in _SECRET_MARKERS)
+def looks_secret(key: object) -> bool:
+    """Whether a value under ``key`` is a credential, judged by the words of the key.
+
+    Words are separated by anything but letters and digits, and at a camelCase step:
+    ``api_key``, ``X-API-Key``, ``apiKey``, ``access_token``, ``token``, ``client_secret``,
+    ``Authorization`` and ``db_password`` are secret; ``num_tokens``, ``token_count``,
+    ``tokenizer_id``, ``keys_seen`` and ``monkey`` are not.
+    """
+    words = [word.lower() for word in _WORD_BOUNDARY.split(str(key)) if word]
+    if not words:
+        return False
+    return words[-1] in _SECRET_LAST_WORDS or any(word in _SECRET_WORDS for word in words)
 
 
 def _shorten(text: str) -> str:

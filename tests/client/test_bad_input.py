@@ -259,3 +259,27 @@ def test_a_process_that_never_closed_its_client_still_exits(serve: Callable[...,
     )
     assert done.returncode == 0, done.stderr
     assert "closed nothing" in done.stdout
+
+
+# --- leaving a client --------------------------------------------------------------------------
+
+
+def test_the_repr_hides_credentials_in_the_base_url() -> None:
+    service = tinkex.ServiceClient(base_url="http://alice:pw-4c1d@127.0.0.1:9", api_key=new_key())
+    assert "pw-4c1d" not in repr(service) and "127.0.0.1:9" in repr(service)
+    service.close()
+
+
+def test_a_session_that_cannot_be_finished_does_not_hide_the_blocks_error(
+    serve: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve()
+    config = {"base_url": server.url, "api_key": new_key(), "max_retries": 0, "telemetry": False}
+    with (
+        pytest.raises(ValueError, match="the block's own error"),
+        tinkex.ServiceClient(**config) as service,
+    ):
+        assert service.session_id
+        server.stop()  # finishing the session will fail: nothing listens any more
+        raise ValueError("the block's own error")
+    assert any("could not finish session" in r.getMessage() for r in caplog.records)

@@ -4,7 +4,9 @@ reaches the model, in order with the calls around it, and a failure costs nothin
 from __future__ import annotations
 
 import functools
+import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -31,10 +33,14 @@ from tinkex.actors import training as training_actor
 from tinkex.actors.training import chunk_data
 from tinkex.clients import custom_loss
 
-torch = pytest.importorskip("torch")
+try:
+    import torch
+except ImportError:  # every test but the no-torch one needs the local server, which skips
+    torch = None
 
 BATCH = [datum("custom losses"), datum("go through cross entropy"), datum("exactly")]
 PROBE = [datum("a probe the model never trains on")]
+PRIMER = [datum("an earlier step the optimizer remembers")]
 ADAM = AdamParams(learning_rate=0.05)
 TIMEOUT = 60
 """Well under the server's 120 s seq_id gap timeout: a hole in the seq_ids fails the test."""
@@ -48,6 +54,19 @@ def service(base_url: str) -> Iterator[tinkex.ServiceClient]:
 
 def _model(service: tinkex.ServiceClient, seed: int = 11) -> tinkex.TrainingClient:
     return service.create_lora_training_client(BASE_MODEL, rank=4, seed=seed).result(TIMEOUT)
+
+
+def _primed(service: tinkex.ServiceClient) -> tinkex.TrainingClient:
+    """A model one Adam step in, on another batch.
+
+    Adam's first step moves every weight by about the learning rate whatever the size of
+    its gradient (m / sqrt(v) is sign(g)), so comparing models after it cannot tell a right
+    gradient from one of the wrong scale; once the moments hold an earlier step, it can.
+    """
+    model = _model(service)
+    model.forward_backward(PRIMER, "cross_entropy")
+    model.optim_step(ADAM).result(TIMEOUT)
+    return model
 
 
 def _logprobs(output: ForwardBackwardOutput) -> list[Any]:
@@ -71,6 +90,12 @@ def cross_entropy(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str
     return loss, {}
 
 
+def scaled_cross_entropy(data: list[Datum], logprobs: list[Any]) -> tuple[Any, dict[str, float]]:
+    """cross_entropy with a gradient 1.5 times too large: what the comparison must catch."""
+    loss, metrics = cross_entropy(data, logprobs)
+    return 1.5 * loss, metrics
+
+
 def test_cross_entropy_as_a_custom_loss_trains_exactly_like_the_servers(
     service: tinkex.ServiceClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,7 +104,7 @@ def test_cross_entropy_as_a_custom_loss_trains_exactly_like_the_servers(
     one_per_request = functools.partial(chunk_data, max_datums=1)
     monkeypatch.setattr(custom_loss, "chunk_data", one_per_request)
     monkeypatch.setattr(training_actor, "chunk_data", one_per_request)
-    custom, server = _model(service), _model(service)
+    custom, server, scaled = _primed(service), _primed(service), _primed(service)
 
     # Everything is submitted before anything is awaited: order is the client's job.
     probe_before = custom.forward(PROBE, "cross_entropy")
@@ -103,6 +128,12 @@ def test_cross_entropy_as_a_custom_loss_trains_exactly_like_the_servers(
     assert output.metrics["surrogate_loss:sum"] == pytest.approx(server_loss, rel=1e-5)
     assert len(output.loss_fn_outputs) == len(BATCH)
     assert _same(output, reference.result(TIMEOUT))
+
+    # The comparison sees the size of the gradient: 1.5 times it trains another model.
+    scaled.forward_backward_custom(BATCH, scaled_cross_entropy).result(TIMEOUT)
+    scaled.optim_step(ADAM).result(TIMEOUT)
+    scaled_after = scaled.forward(PROBE, "cross_entropy").result(TIMEOUT)
+    assert not _same(scaled_after, reference_after.result(TIMEOUT))
 
 
 def test_a_nonlinear_loss_gets_its_own_gradient_and_metrics(
@@ -375,6 +406,59 @@ def test_without_torch_the_call_says_how_to_install_it(
     with pytest.raises(ImportError) as info:
         _no_requests(untrained, lambda: untrained.forward_backward_custom(BATCH, cross_entropy))
     assert "pip install 'tinkex[torch]'" in str(info.value)
+
+
+WITHOUT_TORCH = textwrap.dedent(
+    """
+    import importlib.abc
+    import sys
+
+
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+            return None
+
+
+    sys.meta_path.insert(0, NoTorch())
+
+    import tinkex
+    from tinkex import telemetry
+    from tinkex.actors.runtime import Runtime
+    from tinkex.actors.training import ModelState
+    from tinkex.types import GetInfoResponse, ModelData
+
+    # No server: nothing may be sent. The client is built offline, as create_* would.
+    service = tinkex.ServiceClient(base_url="http://127.0.0.1:9", api_key="tml-no-torch-test")
+    state = ModelState("s:train:0", "s", service.config, Runtime.get().windows())
+    info = GetInfoResponse(model_id="s:train:0", model_data=ModelData(model_name="tiny"))
+    client = tinkex.TrainingClient(service, state, info)
+    data = [tinkex.Datum(model_input=tinkex.ModelInput.from_ints([1, 2]),
+                         loss_fn_inputs={"target_tokens": [2, 3]})]
+    with telemetry.capture("tinkex.http.request.start") as sent:
+        try:
+            client.forward_backward_custom(data, lambda data, logprobs: (None, {}))
+        except ImportError as error:
+            print("ImportError:", error)
+    print("requests:", len(sent))
+    """
+)
+
+
+def test_without_torch_installed_tinkex_imports_and_the_call_says_how_to_install_it() -> None:
+    # Runs whether or not torch is installed here: the child cannot import it either way.
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    error, requests = done.stdout.strip().splitlines()
+    assert error.startswith("ImportError:") and "pip install 'tinkex[torch]'" in error
+    assert requests == "requests: 0"
 
 
 @pytest.mark.parametrize(

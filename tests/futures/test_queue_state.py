@@ -6,6 +6,7 @@ The clock is injected: time passes only when a test says so, never by sleeping.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -261,3 +262,78 @@ def test_the_runtime_installs_a_logger_for_the_whole_process(
         sampler.sample(PROMPT, 1, SamplingParams(max_tokens=2)).result(timeout=60)
     expected = f"Sampling is paused for sampler {sampler.sampling_session_id}. Reason: {PAUSED}"
     assert expected in [r.getMessage() for r in caplog.records if r.name == "tinkex.queue"]
+
+
+def test_a_new_reason_within_a_pause_is_logged_with_the_next_warning(
+    warnings: Callable[[], list[str]],
+) -> None:
+    clock = Clock()
+    log = make_logger(clock, "sampling")
+    paused = {"request_id": "r-1", "sampling_session_id": "s-1", "queue_state": "paused_capacity"}
+    log.handle(QUEUE_STATE_CHANGE, {}, {**paused, "queue_state_reason": "busy"})
+    clock.now += 30
+    log.handle(QUEUE_STATE_CHANGE, {}, {**paused, "queue_state_reason": "busier"})  # debounced
+    clock.now += 30
+    log.handle(FUTURE_POLL, {}, {"request_id": "r-1"})
+    assert warnings() == [
+        "Sampling is paused for sampler s-1. Reason: busy",
+        "Sampling is paused for sampler s-1. Reason: busier",
+    ]
+
+
+def test_the_servers_new_reason_in_the_same_state_is_signalled_and_logged(
+    serve: Callable[..., Any],
+    attached: Callable[..., None],
+    warnings: Callable[[], list[str]],
+) -> None:
+    # The key may train one model at a time: a second one waits in paused_rate_limit. The
+    # first poll of its creation answers with the fault's reason, the later ones with the
+    # server's own: the same state with a new reason, which must not be lost.
+    server = serve("paused_polls=1,paused_state=paused_rate_limit", max_training_clients_per_key=1)
+    config = {"base_url": server.url, "api_key": new_key()}
+    first, second = tinkex.ServiceClient(**config), tinkex.ServiceClient(**config)
+    clock = Clock()
+    logger = QueueStateLogger(
+        clock=clock, logger=logging.getLogger("tests.queue_state"), training_grace_seconds=0
+    )
+    changes: list[tuple[str, str | None]] = []
+    progress = threading.Condition()
+
+    def wait_for(done: Callable[[], bool]) -> None:
+        with progress:
+            assert progress.wait_for(done, 30), (changes, warnings())
+
+    try:
+        first.create_lora_training_client(BASE_MODEL, rank=4).result(timeout=60)
+        session = second.session_id
+
+        def second_session(event: str, measurements: Any, metadata: Any) -> None:
+            if metadata.get("session_id") != session:
+                return
+            logger.handle(event, measurements, metadata)
+            with progress:
+                if event == QUEUE_STATE_CHANGE:
+                    changes.append((metadata["queue_state"], metadata["queue_state_reason"]))
+                progress.notify_all()
+
+        attached(second_session, (QUEUE_STATE_CHANGE, FUTURE_POLL, FUTURE_COMPLETE))
+        waiting = second.create_lora_training_client(BASE_MODEL, rank=4)
+        wait_for(lambda: len(changes) == 2)
+        clock.now += 60  # the next poll of the paused request may warn again
+        wait_for(lambda: len(warnings()) == 2)
+        first.close().result(timeout=60)  # frees the key's training slot
+        waiting.result(timeout=60)
+    finally:
+        first.close().result(timeout=60)
+        second.close().result(timeout=60)
+
+    server_reason = "concurrent training clients rate limit hit for this API key"
+    assert changes == [
+        ("paused_rate_limit", PAUSED),
+        ("paused_rate_limit", server_reason),
+        ("active", None),
+    ]
+    assert warnings() == [
+        f"Training is paused for session {session}. Reason: {PAUSED}",
+        f"Training is paused for session {session}. Reason: {server_reason}",
+    ]

@@ -14,8 +14,7 @@ import pytest
 
 import tinkex
 from tests.conftest import API_KEY
-from tinkex import telemetry
-from tinkex.actors.runtime import Runtime
+from tests.supervisors import Supervisors, watching
 from tinkex.recovery import (
     DuplicateRunError,
     RecoveryError,
@@ -30,44 +29,10 @@ from .conftest import BATCH, WAIT, Recorder, corrupt, new_client
 StartMonitor = Callable[..., RecoveryMonitor]
 
 
-class Supervisors:
-    """Waits for ``tinkex.supervisor.*`` signals about one child."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
-        self._changed = threading.Condition()
-
-    def __call__(self, event: str, measurements: dict[str, Any], metadata: dict[str, Any]) -> None:
-        with self._changed:
-            self.seen.append((event.rpartition(".")[2], str(metadata.get("child_id"))))
-            self._changed.notify_all()
-
-    def wait(self, what: str, child_id: str, count: int = 1) -> None:
-        self.wait_until(lambda: self.count(what, child_id) >= count, f"{what} of {child_id}")
-
-    def wait_until(self, done: Callable[[], bool], what: str) -> None:
-        with self._changed:
-            assert self._changed.wait_for(done, WAIT), f"no {what}: {self.seen}"
-
-    def count(self, what: str, child_id: str) -> int:
-        with self._changed:
-            return self.seen.count((what, child_id))
-
-
 @pytest.fixture
 def supervisors() -> Iterator[Supervisors]:
-    watcher = Supervisors()
-    telemetry.attach_many(
-        "tests.recovery.supervisors",
-        [
-            telemetry.SUPERVISOR_CHILD_RESTARTED,
-            telemetry.SUPERVISOR_MAX_RESTARTS_EXCEEDED,
-            telemetry.SUPERVISOR_CHILD_ABANDONED,
-        ],
-        watcher,
-    )
-    yield watcher
-    telemetry.detach("tests.recovery.supervisors")
+    with watching("tests.recovery.supervisors") as watcher:
+        yield watcher
 
 
 def crash(monitor: RecoveryMonitor, child: str) -> None:
@@ -187,19 +152,7 @@ def test_a_training_actor_the_runtime_gives_up_on_is_recovered(
     monitor.monitor_run(client, service, metadata={"job": "lost-actor"})
 
     # Crash the model's actor until the clients supervisor exceeds its restart intensity.
-    name = f"training:{client.model_id}"
-    registry = Runtime.get().registry
-    for crashes in range(1, 50):
-        registry.lookup(name).tell("a message no training actor understands")
-        supervisors.wait_until(
-            lambda: (
-                supervisors.count("child_restarted", name) >= crashes  # noqa: B023
-                or supervisors.count("max_restarts_exceeded", name) > 0
-            ),
-            f"restart {crashes} of {name}",
-        )
-        if supervisors.count("max_restarts_exceeded", name):
-            break
+    supervisors.crash_until_given_up(f"training:{client.model_id}", "clients")
     recorder.wait_calls(1)
 
     ((_, (old, new, checkpoint)),) = recorder.calls

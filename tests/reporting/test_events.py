@@ -29,6 +29,7 @@ from tinkex.reporting.events import (
     session_start_event,
     signal_event,
 )
+from tinkex.telemetry import looks_secret
 from tinkex.types import (
     GenericEvent,
     TelemetrySendRequest,
@@ -122,7 +123,7 @@ def test_sanitize_keeps_json_and_hides_secrets() -> None:
         "api_key": "whatever",
         "Authorization": "Basic abc",
         "headers": {"X-API-Key": SECRET},
-        "nested": {"token_count": 3, "tuple": (1, 2), "set": {7}},
+        "nested": {"token_count": 3, "tuple": (1, 2), "set": {7}, "access_token": "t"},
         "error": ValueError("bad value"),
         "odd": Odd(),
         42: "int key",
@@ -136,11 +137,62 @@ def test_sanitize_keeps_json_and_hides_secrets() -> None:
         "text": "Bearer ***",
         "api_key": "***",
         "Authorization": "***",
-        "nested": {"token_count": "***", "tuple": [1, 2], "set": [7]},
+        "nested": {"token_count": 3, "tuple": [1, 2], "set": [7], "access_token": "***"},
         "error": "ValueError: bad value",
         "odd": "Odd(***)",
         "42": "int key",
     }
+
+
+SECRET_KEYS = [
+    "api_key",
+    "X-API-Key",
+    "apiKey",
+    "APIKey",
+    "key",
+    "access_token",
+    "token",
+    "HF_TOKEN",
+    "refreshToken",
+    "secret",
+    "client_secret",
+    "secret_value",
+    "password",
+    "db-password",
+    "Authorization",
+    "proxy.authorization",
+    "cookie",
+    "credentials",
+]
+ML_KEYS = [
+    "num_tokens",
+    "max_tokens",
+    "maxTokens",
+    "tokens",
+    "token_count",
+    "token_type",
+    "tokenizer_id",
+    "keys_seen",
+    "key_dim",
+    "monkey",
+    "keyboard",
+    "turnkey_jobs",
+    "secretary",
+]
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_a_key_that_names_a_secret_is_masked(key: str) -> None:
+    assert looks_secret(key)
+    assert sanitize({key: "value"}) == {key: "***"}
+
+
+@pytest.mark.parametrize("key", ML_KEYS)
+def test_ordinary_ml_data_is_not_mistaken_for_a_secret(key: str) -> None:
+    # Secret words count as whole words of the key ("token" alone, not "tokens" or
+    # "token_count"): masking these would hide the data the events are sent for.
+    assert not looks_secret(key)
+    assert sanitize({key: 512}) == {key: 512}
 
 
 def test_sanitize_bounds_size_and_depth() -> None:

@@ -10,6 +10,7 @@ import json
 import logging
 import platform
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -20,7 +21,8 @@ import pytest
 
 import tinkex
 from tests.client.conftest import BASE_MODEL, new_key
-from tests.reporting.conftest import batches_of, events_of
+from tests.conftest import API_KEY
+from tests.reporting.conftest import batches_of, events_of, serve
 from tinkex import ModelInput, RequestFailedError, SamplingParams, telemetry
 from tinkex.actors.runtime import Runtime
 from tinkex.reporting import ReporterSettings, TelemetryReporter
@@ -32,6 +34,8 @@ QUIET = {"flush_interval": 3600.0}
 """Settings under which nothing is sent until the test says so."""
 
 StartReporter = Callable[..., TelemetryReporter]
+
+__all__ = ["serve"]  # the fixture, imported for these tests
 
 
 @pytest.fixture
@@ -192,6 +196,33 @@ def test_user_errors_and_crashes_are_told_apart(open_server: Any) -> None:
     assert events[-1]["event"] == "SESSION_END"
 
 
+def test_every_credential_of_the_config_is_scrubbed_from_what_is_sent(
+    open_server: Any, start_reporter: StartReporter
+) -> None:
+    key = new_key()
+    config = tinkex.Config(
+        api_key=key,
+        base_url=open_server.url,
+        default_headers={"Authorization": "Bearer hdr-bearer-5e2a", "X-Trace-Id": "trace-1"},
+        cf_access_client_secret="cf-secret-77b1",
+        proxy="http://alice:pr%40xy-pass-9c@proxy.invalid:3128",
+        # The proxy is never used: the reporter sends through this client, to the server.
+        http_client=httpx.AsyncClient(),
+    )
+    reporter = start_reporter(config, **QUIET)
+    leaks = f"{key} hdr-bearer-5e2a cf-secret-77b1 pr@xy-pass-9c alice:pr%40xy-pass-9c trace-1"
+    reporter.log("leak", {"text": leaks})
+    reporter.log_exception(RuntimeError(f"failed with {leaks}"))
+
+    assert reporter.flush(timeout=30)
+    sent = json.dumps(batches_of(open_server, key))
+    for secret in (key, "hdr-bearer-5e2a", "cf-secret-77b1", "pr@xy-pass-9c", "pr%40xy-pass-9c"):
+        assert secret not in sent
+    _, leak, crash = events_of(open_server, key)
+    assert leak["event_data"] == {"text": "*** *** *** *** *** trace-1"}
+    assert crash["error_message"] == "failed with *** *** *** *** *** trace-1"
+
+
 # --- batching ---------------------------------------------------------------------------------
 
 
@@ -267,78 +298,110 @@ def test_events_carry_what_and_when_it_happened_not_what_it_became_by_the_send(
         assert before <= datetime.fromisoformat(event["timestamp"]) <= after
 
 
-# --- failures ---------------------------------------------------------------------------------
-
-
-class Stub:
-    """Answers ``/api/v1/telemetry`` with a scripted list of outcomes (then 200 accepted).
-
-    For failures the local server cannot be made to produce on this route.
-    """
-
-    def __init__(self, *outcomes: int | type[Exception]) -> None:
-        self.outcomes = list(outcomes)
-        self.bodies: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            self.bodies.append(json.loads(request.content))
-            outcome = self.outcomes.pop(0) if self.outcomes else 200
-        if isinstance(outcome, type):
-            raise outcome("scripted failure", request=request)
-        body = {"status": "accepted"} if outcome == 200 else {"detail": "scripted"}
-        return httpx.Response(outcome, json=body)
-
-    def config(self) -> tinkex.Config:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(self))
-        return tinkex.Config(
-            api_key=new_key(), base_url="http://telemetry.test", http_client=client
-        )
-
+# --- failures: a tinkex serve whose telemetry endpoint misbehaves ---------------------------
 
 FAST_RETRIES = {"retry_base_delay": 0.001, "max_send_attempts": 4, **QUIET}
 
 
-def test_a_failed_send_is_retried_and_the_batch_arrives_once_whole(
-    start_reporter: StartReporter,
+def injected(server: Any, knob: str) -> int:
+    """How many times ``server``'s fault ``knob`` fired."""
+    count: int = server.service.faults.injected[knob]
+    return count
+
+
+def test_503s_are_retried_and_every_batch_arrives_once_in_order(
+    serve: Callable[..., Any], start_reporter: StartReporter
 ) -> None:
-    stub = Stub(503, httpx.ConnectError, 429)
-    reporter = start_reporter(stub.config(), **FAST_RETRIES)
+    server = serve("telemetry_5xx_rate=0.5,seed=1")
+    key = new_key()
+    config = tinkex.Config(api_key=key, base_url=server.url)
+    reporter = start_reporter(config, max_batch_size=1, **FAST_RETRIES)
+    for n in range(5):
+        reporter.log("precious", {"n": n})
+
+    assert reporter.flush(timeout=30)
+
+    assert injected(server, "telemetry_5xx_rate") > 0, "the seed should inject some 503s"
+    batches = batches_of(server, key)  # a 503 records nothing: what is here was delivered
+    assert [[e["event_session_index"] for e in b["events"]] for b in batches] == [
+        [n] for n in range(6)
+    ]
+    assert (reporter.sent, reporter.lost) == (6, 0)
+
+
+def test_a_batch_the_server_keeps_refusing_is_dropped_without_troubling_the_caller(
+    serve: Callable[..., Any], start_reporter: StartReporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve("telemetry_5xx_rate=1")
+    key = new_key()
+    reporter = start_reporter(tinkex.Config(api_key=key, base_url=server.url), **FAST_RETRIES)
+    with caplog.at_level(logging.WARNING, logger="tinkex.reporting"):
+        assert reporter.log_exception(RuntimeError("boom"))  # starts a flush by itself
+        assert reporter.wait_drained(timeout=30)
+
+    assert injected(server, "telemetry_5xx_rate") == 4  # max_send_attempts
+    assert (reporter.sent, reporter.lost) == (0, 2)
+    assert any("a batch was dropped" in r.getMessage() for r in caplog.records)
+    # The reporter keeps working: the next batch gets its own four attempts.
+    assert reporter.log("after")
+    assert reporter.flush(timeout=30)
+    assert injected(server, "telemetry_5xx_rate") == 8
+    assert (reporter.sent, reporter.lost) == (0, 3)
+    assert batches_of(server, key) == []
+
+
+def test_a_dropped_answer_is_retried_with_the_same_events(
+    serve: Callable[..., Any], start_reporter: StartReporter
+) -> None:
+    # The server recorded each attempt before the connection dropped, so it holds every
+    # resend: the same batch, event ids included (what a server deduplicates on).
+    server = serve("telemetry_drop_rate=1")
+    key = new_key()
+    reporter = start_reporter(tinkex.Config(api_key=key, base_url=server.url), **FAST_RETRIES)
     reporter.log("precious")
 
     assert reporter.flush(timeout=30)
 
-    assert len(stub.bodies) == 4
-    assert all(body == stub.bodies[0] for body in stub.bodies), "the same batch each time"
-    assert (reporter.sent, reporter.lost) == (2, 0)
+    batches = batches_of(server, key)
+    assert len(batches) == injected(server, "telemetry_drop_rate") == 4
+    assert all(batch == batches[0] for batch in batches)
+    assert [e.get("event_name", e["event"]) for e in batches[0]["events"]] == [
+        "SESSION_START",
+        "precious",
+    ]
+    assert (reporter.sent, reporter.lost) == (0, 2)  # the client never saw an answer
 
 
-@pytest.mark.parametrize(
-    ("outcomes", "attempts"),
-    [((400,), 1), ((503,) * 4, 4), ((httpx.ConnectError,) * 4, 4)],
-    ids=["bad-request-not-retried", "server-down", "unreachable"],
-)
-def test_a_batch_that_keeps_failing_is_dropped_without_troubling_the_caller(
-    start_reporter: StartReporter,
-    caplog: pytest.LogCaptureFixture,
-    outcomes: tuple[int | type[Exception], ...],
-    attempts: int,
+def test_a_config_deadline_bounds_the_drain_at_close(
+    serve: Callable[..., Any], start_reporter: StartReporter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    stub = Stub(*outcomes)
-    reporter = start_reporter(stub.config(), **FAST_RETRIES)
-    assert reporter.log_exception(RuntimeError("boom"))  # starts a flush by itself
-
+    # `tinkex --timeout` passes its deadline in the config: a server whose telemetry keeps
+    # failing must not hold the command for the 30 s drain timeout once the budget is spent.
+    server = serve("telemetry_5xx_rate=1")
+    key = new_key()
+    config = tinkex.Config(api_key=key, base_url=server.url, deadline=time.monotonic() - 1)
+    slow_retries = {**FAST_RETRIES, "retry_base_delay": 60.0}  # each retry waits a minute
+    reporter = start_reporter(config, **slow_retries)
     with caplog.at_level(logging.WARNING, logger="tinkex.reporting"):
-        assert reporter.wait_drained(timeout=30)
+        assert not reporter.close()
+    [warning] = [r.getMessage() for r in caplog.records if "were not sent" in r.getMessage()]
+    assert warning.endswith("were not sent within 1 s")
 
-    assert len(stub.bodies) == attempts
-    assert (reporter.sent, reporter.lost) == (0, 2)
-    assert any("a batch was dropped" in r.getMessage() for r in caplog.records)
-    # The reporter keeps working: the next batch goes through.
-    reporter.log("after")
-    assert reporter.flush(timeout=30)
-    assert reporter.sent == 1
+
+def test_a_refused_key_is_not_retried(
+    serve: Callable[..., Any], start_reporter: StartReporter
+) -> None:
+    server = serve(api_keys=frozenset({API_KEY}))
+    reporter = start_reporter(tinkex.Config(api_key=new_key(), base_url=server.url), **FAST_RETRIES)
+    with telemetry.capture("tinkex.http.request.stop") as answers:
+        assert reporter.flush(timeout=30)
+    statuses = [
+        metadata["status"]
+        for _, _, metadata in answers
+        if metadata["base_url"] == server.url and metadata["path"] == "/api/v1/telemetry"
+    ]
+    assert statuses == [401]
+    assert (reporter.sent, reporter.lost) == (0, 1)
 
 
 def test_a_crashed_reporter_is_restarted_and_loses_nothing(
@@ -372,9 +435,11 @@ def test_a_crashed_reporter_is_restarted_and_loses_nothing(
     assert [h.id for h in telemetry.list_handlers()].count(reporter.handler_id) == 1
 
 
-def test_the_reporters_own_requests_are_never_forwarded(start_reporter: StartReporter) -> None:
+def test_the_reporters_own_requests_are_never_forwarded(
+    open_server: Any, start_reporter: StartReporter
+) -> None:
     # Forwarding them would feed the reporter its own sends for ever.
-    reporter = start_reporter(Stub().config(), **QUIET)
+    reporter = start_reporter(tinkex.Config(api_key=new_key(), base_url=open_server.url), **QUIET)
     own = {"session_id": reporter.session_id, "method": "POST", "status": 200}
     reporter.forward("tinkex.http.request.stop", {}, {**own, "path": "/api/v1/telemetry"})
     assert reporter.queued == 1
@@ -386,9 +451,9 @@ def test_the_reporters_own_requests_are_never_forwarded(start_reporter: StartRep
 
 
 def test_bad_arguments_are_refused_clearly_and_queue_nothing(
-    start_reporter: StartReporter,
+    open_server: Any, start_reporter: StartReporter
 ) -> None:
-    reporter = start_reporter(Stub().config(), **QUIET)
+    reporter = start_reporter(tinkex.Config(api_key=new_key(), base_url=open_server.url), **QUIET)
     with pytest.raises(ValueError, match="non-empty event name"):
         reporter.log("  ")
     with pytest.raises(TypeError, match="data must be a mapping"):
@@ -400,10 +465,11 @@ def test_bad_arguments_are_refused_clearly_and_queue_nothing(
     assert reporter.queued == 1  # SESSION_START only
 
 
-def test_a_session_has_one_reporter(start_reporter: StartReporter) -> None:
-    reporter = start_reporter(Stub().config(), **QUIET)
+def test_a_session_has_one_reporter(open_server: Any, start_reporter: StartReporter) -> None:
+    config = tinkex.Config(api_key=new_key(), base_url=open_server.url)
+    reporter = start_reporter(config, **QUIET)
     with pytest.raises(ValueError, match="already has a telemetry reporter"):
-        TelemetryReporter.start(Runtime.get(), Stub().config(), reporter.session_id)
+        TelemetryReporter.start(Runtime.get(), config, reporter.session_id)
 
 
 @pytest.mark.parametrize(

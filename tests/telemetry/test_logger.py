@@ -41,6 +41,8 @@ def test_secrets_are_masked_at_any_depth(caplog: pytest.LogCaptureFixture) -> No
                 "headers": {"Authorization": "Bearer abc", "X-Session-Token": "t0k"},
                 "client_secret": "shh",
                 "path": "/api/v1/forward",
+                "num_tokens": 512,
+                "tokenizer_id": "acme/tok",
             },
         )
     finally:
@@ -52,6 +54,8 @@ def test_secrets_are_masked_at_any_depth(caplog: pytest.LogCaptureFixture) -> No
     assert "api_key='***'" in message
     assert "'Authorization': '***'" in message
     assert "path='/api/v1/forward'" in message
+    # A secret is named by a whole word of the key, so ML data is not hidden:
+    assert "num_tokens=512" in message and "tokenizer_id='acme/tok'" in message
 
 
 def test_long_values_are_truncated_and_a_custom_logger_is_used(

@@ -6,9 +6,13 @@ Application (one_for_one, 3 restarts in 5 s)
 ├── rate_limiter     RateLimiter: per-tenant 429 windows
 ├── tokenizer_cache  TokenizerCache: loaded tokenizers, each loaded once
 ├── session_manager  SessionManager: sessions, heartbeats, finish
+├── telemetry        DynamicSupervisor: one reporter actor per session (transient)
 └── clients          DynamicSupervisor: one TrainingActor per model, one SamplingActor
                      per sampling client (transient)
 ```
+
+The reporters have a supervisor of their own so that the clients supervisor giving up on a
+crashing training actor (what recovery's "actor lost" reacts to) does not end telemetry.
 
 Clients find actors by name through the :class:`~tinkex.supervision.Registry` on every
 use, never through a cached reference, so a restarted actor is picked up transparently.
@@ -28,6 +32,7 @@ import pykka
 
 from tinkex.futures import APIFuture
 from tinkex.futures.queue_state import install_default_logger
+from tinkex.reporting.reporter import SUPERVISOR as TELEMETRY
 from tinkex.supervision import (
     ChildSpec,
     DynamicSupervisor,
@@ -53,6 +58,8 @@ CALL_TIMEOUT = 180.0
 waits for the network with its own, shorter bound (two minutes)."""
 CALL_ATTEMPTS = 3
 MAX_CACHED_PROXIES = 1024
+CLIENTS = "clients"
+"""The dynamic supervisor of the training and sampling actors."""
 
 
 def at_exit(shutdown: Callable[[], None]) -> None:
@@ -86,7 +93,8 @@ class Runtime:
                 ChildSpec("rate_limiter", RateLimiter),
                 ChildSpec("tokenizer_cache", TokenizerCache),
                 ChildSpec("session_manager", SessionManager, kwargs={"runtime": self}),
-                DynamicSupervisor.child_spec("clients", registry=self.registry),
+                DynamicSupervisor.child_spec(TELEMETRY, registry=self.registry),
+                DynamicSupervisor.child_spec(CLIENTS, registry=self.registry),
             ],
             strategy=Strategy.ONE_FOR_ONE,
             max_restarts=3,
@@ -170,19 +178,21 @@ class Runtime:
             self._windows = cast(RateWindows, self.call("rate_limiter", "windows"))
         return self._windows
 
-    def ensure_client_actor(self, name: str, actor_class: type[Any], **kwargs: Any) -> None:
-        """Start ``name`` under the clients supervisor unless it is already running."""
+    def ensure_client_actor(
+        self, name: str, actor_class: type[Any], *, under: str = CLIENTS, **kwargs: Any
+    ) -> None:
+        """Start ``name`` under the dynamic supervisor ``under`` unless it is running."""
         if self.registry.whereis(name) is not None:
             return
         spec = ChildSpec(name, actor_class, kwargs=kwargs, restart=Restart.TRANSIENT)
-        supervisor = DynamicSupervisor(self.ref("clients"))
+        supervisor = DynamicSupervisor(self.ref(under))
         try:
             supervisor.start_child(spec)
         except Exception:
             if self.registry.whereis(name) is None:
                 raise  # not a lost race with another thread starting the same actor
 
-    def stop_client_actor(self, name: str) -> None:
+    def stop_client_actor(self, name: str, *, under: str = CLIENTS) -> None:
         if self.registry.whereis(name) is None:
             return
-        DynamicSupervisor(self.ref("clients")).terminate_child(name)
+        DynamicSupervisor(self.ref(under)).terminate_child(name)

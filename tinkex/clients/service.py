@@ -14,6 +14,7 @@ from tinkex.actors.sampling import SamplerState
 from tinkex.actors.submission import Submission
 from tinkex.actors.training import ModelState
 from tinkex.config import Config
+from tinkex.errors import redact_url
 from tinkex.futures import APIFuture, decode_json
 from tinkex.reporting import TelemetryReporter
 from tinkex.reporting import context as telemetry_context
@@ -69,7 +70,8 @@ class ServiceClient:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"ServiceClient(base_url={self.config.base_url!r}, session_id={self._session_id!r})"
+        base_url = redact_url(self.config.base_url)
+        return f"ServiceClient(base_url={base_url!r}, session_id={self._session_id!r})"
 
     @property
     def session_id(self) -> str:
@@ -336,7 +338,14 @@ class ServiceClient:
                 self._reporter.log_exception(exc)
         else:
             status = "interrupted"
-        self.close(status, None if exc is None else f"{type(exc).__name__}: {exc}").result()
+        closed = self.close(status, None if exc is None else f"{type(exc).__name__}: {exc}")
+        if exc is None:
+            closed.result()
+            return
+        try:
+            closed.result()
+        except Exception:  # the block's own exception is the one the caller must see
+            log.warning("could not finish session %s", self._session_id, exc_info=True)
 
 
 def _model_id_of(submission: Submission) -> str:

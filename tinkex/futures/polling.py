@@ -285,6 +285,8 @@ class _Poller(Generic[T]):
         self.polls = 0
         self.allow_metadata_only = True
         self.queue_state: QueueStateName = "active"
+        self.queue_state_reason: str | None = None
+        """The server's last reason for :attr:`queue_state` (kept when an answer has none)."""
         self.last_status: int | None = None
         self.backoffs = 0
         """Consecutive 429 / connection-error backoffs (the exponent)."""
@@ -536,8 +538,11 @@ class _Poller(Generic[T]):
                 self.observer(state, reason)
             except Exception:
                 logger.exception("Queue-state observer %r raised for %s", self.observer, self.what)
-        if state != self.queue_state:
-            self.queue_state = state
+        new_reason = reason is not None and reason != self.queue_state_reason
+        if state != self.queue_state or new_reason:
+            # A new server reason is news even while the state stays the same; an answer
+            # that gives none keeps the last one.
+            self.queue_state, self.queue_state_reason = state, reason
             telemetry.execute(
                 QUEUE_STATE_CHANGE,
                 {"polls": self.polls},

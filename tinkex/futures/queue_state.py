@@ -142,7 +142,10 @@ class QueueStateLogger:
 
     An ``active`` observation ends the subject's pause (the next one starts the 15 minutes
     again) and never logs; the once-a-minute limit holds across pauses. A non-empty server
-    reason is shown as is, otherwise a default for the state and kind.
+    reason is shown as is, otherwise a default for the state and kind. A new reason within
+    a pause does not log by itself (the limit holds), but the next warning gives it: a
+    request's ``tinkex.queue.state_change`` signals carry each new reason, and its later
+    polls are observations with the newest one.
 
     Feed it in either way:
 

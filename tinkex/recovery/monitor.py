@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from tinkex import telemetry
 from tinkex.actors.base import TinkexActor
+from tinkex.actors.runtime import CLIENTS
 from tinkex.clients import ServiceClient, TrainingClient
 from tinkex.clients.rest import RestClient
 from tinkex.futures import APIFuture
@@ -40,8 +41,6 @@ __all__ = ["MonitorActor", "WatchedRun", "fetch_with_rest"]
 
 log = logging.getLogger("tinkex.recovery")
 
-CLIENTS_SUPERVISOR: Final = "clients"
-"""The runtime's supervisor of training and sampling actors (``tinkex.actors.runtime``)."""
 TRAINING_ACTOR_PREFIX: Final = "training:"
 """Training actors are named ``training:<model_id>`` (``tinkex.clients.TrainingClient``)."""
 
@@ -201,7 +200,7 @@ class MonitorActor(TinkexActor):
         # A telemetry handler, run in the giving-up supervisor's thread: only forward.
         child = metadata.get("child_id")
         if (
-            metadata.get("supervisor") == CLIENTS_SUPERVISOR
+            metadata.get("supervisor") == CLIENTS
             and isinstance(child, str)
             and child.startswith(TRAINING_ACTOR_PREFIX)
         ):

@@ -4,6 +4,7 @@
 * :mod:`.events` — building events: sanitizing data, classifying user errors
 * :mod:`.buffer` — the bounded event queue that outlives the actor
 * :mod:`.context` — attributing signals to the session whose job emitted them
+* :mod:`.hooks` — reporting an unhandled exception and draining at interpreter exit
 
 The wire models are in :mod:`tinkex.types.telemetry`. See ``docs/telemetry.md``.
 """

@@ -2,11 +2,11 @@
 
 Everything that goes into an event passes through :func:`sanitize`: only JSON values leave
 the process, exceptions become ``"Type: message"``, headers are dropped, values whose key
-looks like a secret are masked, long values and deep structures are cut, and the configured
-credentials are scrubbed out of every string. An error that is the caller's fault
-(:func:`is_user_error`) is reported as a ``user_error`` event instead of an unhandled
-exception, as the official SDK does, so that the service's error dashboards count only its
-own failures.
+names a secret are masked (:func:`tinkex.telemetry.looks_secret`), long values and deep
+structures are cut, and the configured credentials (:attr:`tinkex.Config.secrets`) are
+scrubbed out of every string. An error that is the caller's fault (:func:`is_user_error`)
+is reported as a ``user_error`` event instead of an unhandled exception, as the official SDK
+does, so that the service's error dashboards count only its own failures.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from enum import Enum
 from typing import Any, Final, get_args
 
 from tinkex.errors import RequestFailedError
+from tinkex.telemetry import looks_secret
 from tinkex.types import (
     GenericEvent,
     SessionEndEvent,
@@ -63,7 +64,6 @@ _SIGNAL_NOISE: Final = frozenset(
 )
 """Signal data not worth sending: the batch names the session, the event has a timestamp,
 and tracebacks and monotonic clocks mean nothing outside this process."""
-_SECRET_MARKERS: Final = ("key", "token", "secret", "authorization", "password", "cookie")
 _MASK: Final = "***"
 
 
@@ -250,7 +250,7 @@ def sanitize(value: Any, secrets: tuple[str, ...] = (), depth: int = 0) -> Any:
                 continue
             if len(kept) >= MAX_ITEMS:
                 break
-            kept[name] = _MASK if _looks_secret(name) else sanitize(item, secrets, depth + 1)
+            kept[name] = _MASK if looks_secret(name) else sanitize(item, secrets, depth + 1)
         return kept
     if isinstance(value, list | tuple | set | frozenset):
         return [sanitize(item, secrets, depth + 1) for item in list(value)[:MAX_ITEMS]]
@@ -259,11 +259,6 @@ def sanitize(value: Any, secrets: tuple[str, ...] = (), depth: int = 0) -> Any:
 
 def _as_object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
-
-
-def _looks_secret(key: str) -> bool:
-    lowered = key.lower()
-    return any(marker in lowered for marker in _SECRET_MARKERS)
 
 
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:

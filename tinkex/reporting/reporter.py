@@ -7,10 +7,15 @@ Two parts, as in the rest of the client:
   (:meth:`~TelemetryReporter.flush`, :meth:`~TelemetryReporter.close`) and never raise
   because telemetry failed. It owns the event queue, an :class:`~.buffer.EventBuffer`.
 * :class:`ReporterActor` is the supervised actor (a transient child of the runtime's
-  ``clients`` supervisor, named ``telemetry:<session_id>``). It attaches the handler that
+  ``telemetry`` supervisor, named ``telemetry:<session_id>``). It attaches the handler that
   forwards the session's own signals, runs the flush timer in a thread of its own (a
   handler never sleeps), and hands each batch to the I/O loop as a :class:`SendJob`. The
-  reporter lives in the actor's store, so a crash and restart loses no queued event.
+  reporter lives in the actor's store, so a crash and restart loses no queued event; if
+  the actor is gone for good (its supervisor gave up and came back empty), the reporter
+  starts it again on its next flush.
+
+Until it is closed, a reporter is registered with :mod:`.hooks`, which reports an
+unhandled exception and drains the reporter when the process ends.
 
 A flush sends the whole queue, one batch of at most ``max_batch_size`` events at a time; it
 starts every ``flush_interval`` seconds, as soon as ``flush_threshold`` events are queued,
@@ -48,10 +53,11 @@ from tinkex.futures.events import (
     FUTURE_VALIDATION_ERROR,
     QUEUE_STATE_CHANGE,
 )
-from tinkex.supervision import ExitReason
+from tinkex.supervision import DuplicateChildError, ExitReason
+from tinkex.transport.client import LATE_ATTEMPT_SECONDS
 from tinkex.types import TelemetrySendRequest
 
-from . import context
+from . import context, hooks
 from .buffer import Build, EventBuffer, Outcome
 from .events import (
     PLATFORM,
@@ -71,6 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_FORWARDED_EVENTS",
+    "SUPERVISOR",
     "ReporterActor",
     "ReporterSettings",
     "SendJob",
@@ -89,6 +96,8 @@ DEFAULT_FORWARDED_EVENTS: Final[tuple[str, ...]] = (
 )
 """The signals a reporter forwards as ``GENERIC_EVENT``s, when they are its session's."""
 
+SUPERVISOR: Final = "telemetry"
+"""The runtime's dynamic supervisor of the reporters' actors, beside ``clients``."""
 TELEMETRY_PATH: Final = "telemetry"
 _OWN_REQUESTS: Final = "/api/v1/" + TELEMETRY_PATH
 """The reporter's own requests are never forwarded (that would feed itself forever)."""
@@ -175,14 +184,14 @@ class TelemetryReporter:
         """Telemetry handler id of the forwarding handler."""
         self._runtime = runtime
         self._config = config
-        self._secrets = tuple(
-            s for s in (config.api_key, config.cf_access_client_secret) if s is not None
-        )
+        self._secrets = config.secrets
         self._buffer = EventBuffer(self.settings.max_queue_size)
         self._samplers: set[str] = set()
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._closed = False
+        self._stopped = False
+        """Set once :meth:`close` stopped the actor: it is never started again."""
         self._buffer.put(functools.partial(session_start_event, timestamp=now()))
 
     @classmethod
@@ -205,7 +214,10 @@ class TelemetryReporter:
                 f"session {session_id} already has a telemetry reporter; use that one "
                 "(ServiceClient.telemetry_reporter) instead of starting another"
             )
-        runtime.ensure_client_actor(reporter.name, ReporterActor, reporter=reporter)
+        runtime.ensure_client_actor(
+            reporter.name, ReporterActor, under=SUPERVISOR, reporter=reporter
+        )
+        hooks.register(reporter, runtime)
         return reporter
 
     def __repr__(self) -> str:
@@ -299,8 +311,20 @@ class TelemetryReporter:
         return self._wait_through(self._buffer.last_index, timeout)
 
     def _wait_through(self, index: int, timeout: float | None) -> bool:
-        wait = self.settings.drain_timeout if timeout is None else max(0.0, timeout)
-        return self._buffer.wait_through(index, wait)
+        return self._buffer.wait_through(index, self._wait_seconds(timeout))
+
+    def _wait_seconds(self, timeout: float | None) -> float:
+        """``timeout``, or by default ``drain_timeout`` cut to what is left of the config's
+        ``deadline`` (as the HTTP layer cuts its attempts: never below
+        :data:`~tinkex.transport.client.LATE_ATTEMPT_SECONDS`), so that a command with a
+        ``--timeout`` does not wait half a minute at its end for a server that went away."""
+        if timeout is not None:
+            return max(0.0, timeout)
+        deadline = self._config.deadline
+        if deadline is None:
+            return self.settings.drain_timeout
+        left = max(deadline - time.monotonic(), LATE_ATTEMPT_SECONDS)
+        return min(self.settings.drain_timeout, left)
 
     def close(self, timeout: float | None = None) -> bool:
         """End the session's reporting: stop forwarding signals, queue ``SESSION_END``,
@@ -315,15 +339,19 @@ class TelemetryReporter:
         telemetry.detach(self.handler_id)
         duration = timedelta(seconds=time.monotonic() - self._started)
         self._buffer.put(functools.partial(session_end_event, duration=duration, timestamp=now()))
-        drained = self.flush(timeout)
+        wait = self._wait_seconds(timeout)
+        drained = self.flush(wait)
         if not drained:
             log.warning(
-                "telemetry of session %s: %d event(s) were not sent within the drain timeout",
+                "telemetry of session %s: %d event(s) were not sent within %g s",
                 self.session_id,
                 len(self._buffer),
+                wait,
             )
+        self._stopped = True
+        hooks.unregister(self)
         try:
-            self._runtime.stop_client_actor(self.name)
+            self._runtime.stop_client_actor(self.name, under=SUPERVISOR)
         except Exception:
             log.warning("could not stop the telemetry reporter %s", self.name, exc_info=True)
         return drained
@@ -383,13 +411,34 @@ class TelemetryReporter:
         return True
 
     def _poke(self) -> None:
-        """Ask the actor to send the next batch (non-blocking; a missing actor is fine: the
-        next incarnation resumes the flush when it starts)."""
+        """Ask the actor to send the next batch (a message: it does not wait for the send).
+        A missing actor is fine: the next incarnation resumes the flush when it starts, and
+        if none is coming the actor is started again (see :meth:`_restart_actor`)."""
         ref = self._runtime.registry.whereis(self.name)
         if ref is None:
+            self._restart_actor()
             return
         with contextlib.suppress(pykka.ActorDeadError):
             ref.tell(_Pump())
+
+    def _restart_actor(self) -> None:
+        """Start the actor again when its supervisor lost it for good (the supervisor gave
+        up and was restarted empty); the new incarnation resumes the flush.
+
+        Starting waits for the supervisor, so it is never done in a thread running an event
+        loop (a signal forwarded on the I/O loop, or a caller's asyncio code): the next
+        flush from an ordinary thread, ``close()`` included, does it.
+        """
+        if self._stopped or _in_event_loop():
+            return
+        try:
+            self._runtime.ensure_client_actor(
+                self.name, ReporterActor, under=SUPERVISOR, reporter=self
+            )
+        except DuplicateChildError:
+            pass  # its supervisor is restarting it right now
+        except Exception:
+            log.warning("could not restart the telemetry reporter %s", self.name, exc_info=True)
 
     def _send_next(self) -> None:
         """Hand the next batch to the I/O loop, if a flush is under way and none is in flight.
@@ -466,6 +515,14 @@ class SendJob:
             else:
                 complete(self.result, None)
                 return
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _retryable(error: APIError) -> bool:
