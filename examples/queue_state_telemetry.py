@@ -3,17 +3,22 @@
 By default this starts the embedded local backend with a fault profile that pauses the
 queue for the first polls of every request, so the transitions (``paused_capacity`` then
 ``active``) and the "Sampling is paused" warning show up at once. With ``TINKER_API_KEY``
-set it talks to the hosted service instead (``TINKER_BASE_MODEL`` picks the model); pauses
-then appear only when the service is busy. Training pauses are only warned about once they
-have lasted 15 minutes, so here they show as transitions only.
+(or ``TINKER_BASE_URL``) set it talks to that service instead, with no faults injected;
+pauses then appear only when the service is busy. Training pauses are only warned about once
+they have lasted 15 minutes, so here they show as transitions only. Locally::
 
     python examples/queue_state_telemetry.py
+
+against the hosted service::
+
+    TINKER_API_KEY=... python examples/queue_state_telemetry.py --base-model meta-llama/Llama-3.2-1B
 
 Every HTTP request is counted by ``tinkex.metrics``; the script ends with a snapshot.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -23,11 +28,23 @@ from tinkex import AdamParams, Datum, ModelInput, SamplingParams, metrics, telem
 from tinkex.backend import open_service, wants_local_backend
 from tinkex.futures import QUEUE_STATE_CHANGE
 
-LOCAL_MODEL = "tinkex/tiny-llama"
 PAUSE_FAULTS = "paused_polls=3"
 
 
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--base-model",
+        default=os.environ.get("TINKER_BASE_MODEL", "tinkex/tiny-llama"),
+        help="base model (env TINKER_BASE_MODEL; default tinkex/tiny-llama, the local one)",
+    )
+    return parser.parse_args()
+
+
 def main() -> None:
+    base_model = parse_args().base_model
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stdout, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -45,9 +62,8 @@ def main() -> None:
 
     telemetry.attach("example.queue-remember", QUEUE_STATE_CHANGE, remember)
 
-    local = wants_local_backend()
-    base_model = LOCAL_MODEL if local else os.environ.get("TINKER_BASE_MODEL", "Qwen/Qwen3-8B")
-    with open_service(announce=print, faults=PAUSE_FAULTS if local else None) as service:
+    faults = PAUSE_FAULTS if wants_local_backend() else None
+    with open_service(announce=print, faults=faults) as service:
         sampler = service.create_sampling_client(base_model=base_model).result()
         tokenizer = sampler.get_tokenizer()
         prompt = ModelInput.from_ints(tokenizer.encode("Queues pause; ", add_special_tokens=False))

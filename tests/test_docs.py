@@ -483,3 +483,117 @@ def test_every_local_server_endpoint_is_documented() -> None:
     documented = _documented_endpoints()
     assert served - documented == set(), "endpoints missing from the local_backend.md table"
     assert documented - served == set(), "local_backend.md documents endpoints nobody serves"
+
+
+# --- lists ---------------------------------------------------------------------------------
+# Python-Markdown (what mkdocs renders with) starts a list only after a blank line, a heading
+# or an admonition opener, and nests a list only at a multiple of 4 spaces. A list glued to a
+# paragraph renders as literal "* " text and a 2-space nested list is flattened into its
+# parent, and `mkdocs build --strict` reports neither.
+
+_FENCE = re.compile(r"^\s*(?:```|~~~)")
+_LIST_ITEM = re.compile(r"^(\s*)(?:[*+-]|\d+[.)])\s+\S")
+_BLOCK_OPENER = re.compile(r"^\s*(?:#{1,6}\s|[!?]{3}\+?\s)")
+
+
+def _list_problems(text: str) -> list[str]:
+    """``"line N: ..."`` for each list item in ``text`` that Python-Markdown mis-renders.
+
+    A *block* is a run of non-blank lines (a fenced code block is part of the block it sits
+    in). A list item is glued when its block began with something other than a list item.
+    """
+    problems = []
+    in_fence = False
+    block_is_list: bool | None = None  # None: at the start of a block
+    glued_reported = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            block_is_list = bool(block_is_list)
+            continue
+        if in_fence:
+            continue
+        if not line.strip() or _BLOCK_OPENER.match(line):
+            block_is_list, glued_reported = None, False
+            continue
+        item = _LIST_ITEM.match(line)
+        if block_is_list is None:
+            block_is_list = item is not None
+        elif item and not block_is_list and not glued_reported:
+            problems.append(f"line {number}: list glued to the text above (add a blank line)")
+            glued_reported = True
+        if item and len(item[1]) % 4:
+            problems.append(f"line {number}: list item indented by {len(item[1])} spaces (use 4)")
+    return problems
+
+
+def test_every_list_renders_as_a_list() -> None:
+    problems = [
+        f"{page} {problem}"
+        for page in sorted(_doc_pages())
+        for problem in _list_problems((DOCS / page).read_text(encoding="utf-8"))
+    ]
+    assert not problems, "lists that Python-Markdown renders as text:\n" + "\n".join(problems)
+
+
+def _markdown_extensions() -> tuple[list[str], dict[str, object]]:
+    """The site's ``markdown_extensions`` from mkdocs.yml, as ``markdown.markdown`` takes them."""
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    names: list[str] = []
+    configs: dict[str, object] = {}
+    for entry in config["markdown_extensions"]:
+        name = entry if isinstance(entry, str) else next(iter(entry))
+        names.append(name)
+        if isinstance(entry, dict):
+            configs[name] = entry[name]
+    return names, configs
+
+
+def _renders_as_written(source: str) -> bool:
+    """Whether every list-item line became an ``<li>``, nested as deep as it is indented."""
+    import markdown  # type: ignore[import-untyped]
+
+    names, configs = _markdown_extensions()
+    html = markdown.markdown(source, extensions=names, extension_configs=configs)
+    fenced = False
+    indents = []
+    for line in source.splitlines():
+        fenced ^= bool(_FENCE.match(line))
+        item = None if fenced else _LIST_ITEM.match(line)
+        if item:
+            indents.append(len(item[1]))
+    depth = deepest = 0
+    for closing in re.findall(r"<(/?)[uo]l>", html):
+        depth += -1 if closing else 1
+        deepest = max(deepest, depth)
+    return html.count("<li>") == len(indents) and deepest == len(set(indents))
+
+
+_GOOD_LISTS = (
+    "Text:\n\n* a\n* b\n",
+    "## Heading\n* a\n* b\n",
+    "* a\n  continued\n* b\n",
+    "* a\n    * nested\n    * nested\n* b\n",
+    "* a\n\n    more about a\n\n* b\n",
+    "1. one\n2. two\n",
+    "!!! note\n    * a\n",
+    "```\n* not a list\n```\n",
+    "*Emphasis* at the start of a line.\n**Bold** too.\n",
+)
+_BROKEN_LISTS = (
+    "**Guards.**\n* a\n* b\n",  # docs/futures.md before the fix
+    "Text:\n* a\n",
+    "Steps:\n1. one\n2. two\n",
+    "| a |\n|---|\n| 1 |\n* a\n",
+    "```\ncode\n```\n* a\n",
+    "* a\n  * nested\n* b\n",  # docs/local_backend.md before the fix
+    "* a\n    * b\n\n    more about a\n* c\n",  # docs/rate_limits.md before the fix
+)
+
+
+@pytest.mark.parametrize("source", _GOOD_LISTS + _BROKEN_LISTS)
+def test_list_check_agrees_with_python_markdown(source: str) -> None:
+    pytest.importorskip("markdown")
+    broken = source in _BROKEN_LISTS
+    assert _renders_as_written(source) is not broken, "the sample is not what it claims"
+    assert bool(_list_problems(source)) is broken, _list_problems(source)

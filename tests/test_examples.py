@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import API_KEY
 from tests.types.image_bytes import jpeg
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -28,6 +29,11 @@ HOSTED_ENV = ("TINKER_API_KEY", "TINKER_BASE_URL", "TINKER_BASE_MODEL")
 TEST_ONLY_ENV = ("TINKER_TELEMETRY",)  # set by tests/conftest.py, not by users
 LOCAL_BACKEND = r"^started the embedded local Tinker backend at http://127\.0\.0\.1:\d+$"
 RUN_TIMEOUT = 300.0
+ATTACH_LOGGER_LINE = (
+    r"^INFO queue_state_telemetry: tinkex\.queue\.state_change polls=\d+ .*"
+    r"request_type='Sample' queue_state='{state}' .*$"
+)
+"""A record of ``telemetry.attach_logger`` on the example's own logger, not the library's."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,8 @@ PROOFS: dict[str, Proof] = {
         (
             LOCAL_BACKEND,
             r"^WARNING tinkex\.queue: Sampling is paused for sampler \S+\. Reason: .*$",
+            ATTACH_LOGGER_LINE.format(state="paused_capacity"),
+            ATTACH_LOGGER_LINE.format(state="active"),
             r"^trained one step: loss:sum=\d+\.\d+$",
             r"^telemetry: [1-9]\d* events sent, 0 dropped$",
             r"^done: [1-9]\d* requests, [1-9]\d* queue-state transitions$",
@@ -336,3 +344,32 @@ def test_train_local_runs_on_the_official_sdk(tmp_path: Path) -> None:
     result, report = run_example(script, ("--steps", "2"), tmp_path)
     assert result.returncode == 0, report + result.stderr
     trained_then_three_samples(result.stdout)
+
+
+def test_an_example_talks_to_the_service_its_environment_names(
+    base_url: str, tmp_path: Path
+) -> None:
+    # TINKER_BASE_URL / TINKER_API_KEY switch an example from the embedded backend to the
+    # given service: here the suite's `tinkex serve`, which accepts only the suite's key.
+    from tinkex import RestClient
+
+    with RestClient(base_url=base_url, api_key=API_KEY) as rest:
+        runs_before = rest.list_training_runs(limit=1).result().cursor.total_count
+        result, report = run_example(
+            EXAMPLES / "queue_state_telemetry.py",
+            (),
+            tmp_path,
+            TINKER_BASE_URL=base_url,
+            TINKER_API_KEY=API_KEY,
+        )
+        runs_after = rest.list_training_runs(limit=1).result().cursor.total_count
+    assert result.returncode == 0, report + result.stderr
+    assert "started the embedded" not in result.stdout + result.stderr, report
+    for pattern in (
+        r"^sample: .+$",
+        r"^trained one step: loss:sum=\d+\.\d+$",
+        r"^telemetry: [1-9]\d* events sent, 0 dropped$",
+        r"^done: [1-9]\d* requests, \d+ queue-state transitions$",
+    ):
+        assert re.search(pattern, result.stdout, re.MULTILINE), f"no line /{pattern}/ in {report}"
+    assert runs_after == runs_before + 1, f"the server saw {runs_after - runs_before} new runs"
