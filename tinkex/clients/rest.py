@@ -621,12 +621,8 @@ def _checkpoint_path(training_run_id: str, checkpoint_id: str) -> str:
             f"checkpoint_id {text!r} must be '<kind>/<name>' with kind one of "
             f"{', '.join(sorted(CHECKPOINT_KINDS))}, e.g. 'weights/step-10'"
         )
-    if name in DOT_SEGMENTS:
-        raise ValueError(
-            f"checkpoint_id {text!r} names no checkpoint: URLs drop '.' and '..' segments, "
-            "so the request would reach another endpoint; pass the real '<kind>/<name>'"
-        )
-    return f"training_runs/{run}/checkpoints/{kind}/{quote(name, safe=':')}"
+    checkpoint = _segment(name, f"checkpoint_id {text!r}: its name")
+    return f"training_runs/{run}/checkpoints/{kind}/{checkpoint}"
 
 
 def _tinker_checkpoint_path(tinker_path: str) -> str:
